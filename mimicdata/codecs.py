@@ -1,0 +1,102 @@
+"""Chunking and codec presets, chosen by measurement (benchmarks/compression.py, RESULTS.md).
+
+Only codecs from the Zarr v3 specification and its registered extensions are used (transpose, bytes,
+blosc, zstd), so tensorstore, zarr-python and other readers can open a store without mimicdata.
+
+Why time-major: a row of joint data mixes 29 unrelated channels; each channel alone is a smooth time
+series. Transposing a (rows, channels) chunk to channel-major order before byte-shuffling puts the
+matching bytes of consecutive samples of one channel side by side, which zstd compresses far better.
+
+Lossy precision is opt-in per field: values are rounded to ``mantissa_bits`` bits of mantissa *before*
+they are stored, so the stored array is an ordinary float array (no special codec to read it) whose
+trailing zero bits compress well. Relative error is at most 2**-(mantissa_bits+1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec, ZstdCodec
+
+# Target uncompressed chunk size; rows per chunk are derived from the row size (see chunk_rows_for).
+TARGET_CHUNK_BYTES = 1 << 20
+MIN_CHUNK_ROWS = 256
+MAX_CHUNK_ROWS = 65536
+
+
+def chunk_rows_for(row_bytes: int, requested: int | None = None) -> int:
+    """Rows per chunk: the schema's value if given, else about 1 MiB of raw data, a power of two."""
+    if requested:
+        return int(requested)
+    rows = max(1, TARGET_CHUNK_BYTES // max(1, row_bytes))
+    rows = 1 << int(np.floor(np.log2(rows)))
+    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
+
+
+def codecs_for(preset: str, dtype: np.dtype, ndim: int) -> dict[str, Any]:
+    """Keyword arguments for ``zarr.create_array``: filters, serializer, compressors."""
+    itemsize = int(np.dtype(dtype).itemsize)
+    if preset == "image":
+        # One frame per chunk; images are stored losslessly with a fast compressor.
+        return {"filters": (), "serializer": BytesCodec(),
+                "compressors": (ZstdCodec(level=3),)}
+    if preset == "raw":
+        return {"filters": (), "serializer": BytesCodec(), "compressors": ()}
+    if preset not in ("default", "time_major"):
+        raise ValueError(f"unknown codec preset {preset!r} (default, image, raw)")
+    filters: tuple[Any, ...] = ()
+    if ndim >= 2:
+        # (rows, a, b, ...) -> (a, b, ..., rows): each channel's time series becomes contiguous.
+        filters = (TransposeCodec(order=(*range(1, ndim), 0)),)
+    shuffle = "bitshuffle" if itemsize >= 2 else "noshuffle"
+    return {"filters": filters, "serializer": BytesCodec(),
+            "compressors": (BloscCodec(cname="zstd", clevel=5, shuffle=shuffle, typesize=itemsize),)}
+
+
+def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
+    """Round floats to ``bits`` mantissa bits (round half to even); NaN and Inf pass through.
+
+    float32 has 23 mantissa bits, float64 52. The result has the same dtype; relative error
+    is at most ``2**-(bits+1)``.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == np.float32:
+        uint, total = np.uint32, 23
+    elif arr.dtype == np.float64:
+        uint, total = np.uint64, 52
+    else:
+        raise TypeError(f"mantissa rounding needs float32 or float64, got {arr.dtype}")
+    if bits >= total:
+        return arr.copy()
+    drop = total - bits
+    raw = arr.view(uint)
+    one = uint(1)
+    half = uint((1 << (drop - 1)) - 1)
+    keep_mask = ~uint((1 << drop) - 1)
+    lsb = (raw >> uint(drop)) & one
+    rounded = ((raw + half + lsb) & keep_mask).view(arr.dtype)
+    return np.where(np.isfinite(arr), rounded, arr)
+
+
+def relative_error_bound(bits: int | None) -> float:
+    """The stated error bound of a field stored with ``bits`` mantissa bits (0.0 when lossless)."""
+    return 0.0 if bits is None else float(2.0 ** -(bits + 1))
+
+
+def describe_codecs(array: Any) -> list[str]:
+    """Short names of an array's codec chain, e.g. ``['transpose(1,0)', 'bytes', 'blosc(zstd,5,bitshuffle)']``."""
+    out = []
+    meta = array.metadata.to_dict()
+    for codec in meta.get("codecs", []):
+        name = codec.get("name")
+        conf = codec.get("configuration", {}) or {}
+        if name == "transpose":
+            out.append(f"transpose{tuple(conf.get('order', ()))}")
+        elif name == "blosc":
+            out.append(f"blosc({conf.get('cname')},{conf.get('clevel')},{conf.get('shuffle')})")
+        elif name == "zstd":
+            out.append(f"zstd({conf.get('level')})")
+        else:
+            out.append(str(name))
+    return out

@@ -1,0 +1,44 @@
+"""Errors raised by mimicdata.
+
+Every error is a :class:`MimicDataError` and also the builtin a caller would naturally catch
+(a missing store is a ``FileNotFoundError``, a bad batch a ``ValueError``), so code that does not know
+mimicdata still handles them sensibly. Messages name the store, stream, field and row concerned.
+"""
+
+from __future__ import annotations
+
+
+class MimicDataError(Exception):
+    """Base class of every mimicdata error."""
+
+
+class SchemaError(MimicDataError, ValueError):
+    """A schema document, or a store's metadata, does not follow the schema language."""
+
+
+class SchemaVersionError(SchemaError):
+    """A store was written with a schema version this mimicdata cannot read or write."""
+
+
+class ValidationError(MimicDataError, ValueError):
+    """Data handed to a writer does not match the stream's schema (unknown field, shape, dtype, NaN)."""
+
+
+class StoreExistsError(MimicDataError, FileExistsError):
+    """Creating a store where something already exists, without ``overwrite=True``."""
+
+
+class StoreNotFoundError(MimicDataError, FileNotFoundError):
+    """No mimicdata store at the given location."""
+
+
+class StoreLockedError(MimicDataError, RuntimeError):
+    """Another live writer holds the store."""
+
+
+class ReadOnlyError(MimicDataError, PermissionError):
+    """Writing to a store opened read-only, or to a location that cannot be written."""
+
+
+class CorruptStoreError(MimicDataError, OSError):
+    """Stored bytes or metadata cannot be decoded."""

@@ -1,0 +1,329 @@
+"""A stream: a table of rows stored as one Zarr array per field, with a commit protocol.
+
+Commit protocol (what makes a killed writer harmless):
+1. grow the arrays to the new length (zarr writes the new shape first, so the tail is fill values),
+2. write the new rows' chunks (each chunk file is replaced atomically),
+3. commit: rewrite the stream's ``zarr.json`` (atomically) with the new ``committed_rows``.
+Readers only ever look at ``[0, committed_rows)``; anything after it is the batch that was in flight.
+Opening for append trims it away. A stream that is segmented by another (episode frames) is visible
+only up to the end of its last committed segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from mimicdata.codecs import chunk_rows_for, codecs_for, round_mantissa
+from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
+from mimicdata.schema import FieldSpec, StreamSpec
+
+if TYPE_CHECKING:
+    from mimicdata.store import Store
+
+META = "mimicdata"
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+class Stream:
+    """Rows of one stream of a store. Get one with ``store["observations"]``."""
+
+    def __init__(self, store: Store, name: str, group: zarr.Group, meta: dict[str, Any],
+                 spec: StreamSpec, aliases: dict[str, tuple[str, Transform | None]] | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.group = group
+        self.meta = meta
+        self.spec = spec
+        # visible field name -> (array name on disk, transform) for stores read through a migration
+        self.aliases = aliases or {}
+        self._arrays: dict[str, zarr.Array] = {}
+
+    # ------------------------------------------------------------------------------------- properties
+    @property
+    def schema(self) -> str:
+        return self.meta["schema"]
+
+    @property
+    def schema_version(self) -> str:
+        return self.meta["version"]
+
+    @property
+    def fps(self) -> float | None:
+        return self.meta.get("fps")
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(self.meta.get("dims", {}))
+
+    @property
+    def committed_rows(self) -> int:
+        """Rows committed on disk (for segmented streams this may include an unfinished segment)."""
+        return int(self.meta.get("committed_rows", 0))
+
+    @property
+    def num_rows(self) -> int:
+        """Rows a reader sees: committed, and for episode/clip frames, inside a committed segment."""
+        seg = self.segment_stream()
+        if seg is None:
+            return self.committed_rows
+        ends = seg._read_physical("end") if seg.committed_rows else np.zeros(0, np.int64)
+        return int(ends[-1]) if len(ends) else 0
+
+    @property
+    def fields(self) -> list[str]:
+        """Fields with stored data (required ones plus the optional ones in use)."""
+        present = list(self.meta.get("fields_present", []))
+        reverse = {phys: vis for vis, (phys, _) in self.aliases.items()}
+        return [reverse.get(name, name) for name in present]
+
+    def field_spec(self, name: str) -> FieldSpec:
+        spec = self.spec.field_for(name)
+        if spec is None:
+            raise KeyError(f"stream {self.name!r} has no field {name!r}; fields: {self.fields}")
+        return spec
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        resolved = self.field_spec(name).resolve(self.dims)
+        if resolved is None:
+            raise ValidationError(f"{self.name}.{name}: a dimension of {self.field_spec(name).shape} is unknown")
+        return resolved
+
+    def segment_stream(self) -> Stream | None:
+        """The stream that segments this one (``episodes`` for ``frames``), if any."""
+        for other in self.store.streams.values():
+            if other.spec.segments_of == self.name:
+                return other
+        return None
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.name!r} {self.schema} v{self.schema_version}: {self.num_rows} rows, {len(self.fields)} fields>"
+
+    # ------------------------------------------------------------------------------------------ reading
+    def array(self, name: str) -> zarr.Array:
+        """The Zarr array holding a field (physical name after migration aliases)."""
+        phys = self.aliases.get(name, (name, None))[0]
+        if phys not in self._arrays:
+            try:
+                self._arrays[phys] = self.group[phys]  # type: ignore[assignment]
+            except KeyError:
+                raise KeyError(f"stream {self.name!r} has no stored field {name!r}; fields: {self.fields}") from None
+        return self._arrays[phys]
+
+    def _read_physical(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.committed_rows if stop is None else stop
+        try:
+            return np.asarray(self.array(name)[start:stop])
+        except KeyError:
+            raise
+        except Exception as exc:  # codec failure: a damaged chunk
+            raise CorruptStoreError(f"{self.store.location}: cannot decode {self.name}/{name} rows "
+                                    f"[{start}, {stop}): {type(exc).__name__}: {exc}") from exc
+
+    def read(self, name: str, start: int = 0, stop: int | None = None, *, decode: bool = True) -> np.ndarray:
+        """Rows ``[start, stop)`` of a field as a numpy array (strings decoded unless ``decode=False``)."""
+        n = self.num_rows
+        stop = n if stop is None else min(int(stop), n)
+        start = max(0, min(int(start), stop))
+        data = self._read_physical(name, start, stop)
+        transform = self.aliases.get(name, (name, None))[1]
+        if transform is not None:
+            data = transform(data)
+        spec = self.field_spec(name)
+        if decode and spec.dtype == "string":
+            cats = np.asarray(self.meta.get("categories", {}).get(name, []), dtype=object)
+            return cats[data] if len(cats) else data.astype(object)
+        return data
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.read(name)
+
+    def timestamps(self) -> np.ndarray | None:
+        """The stream's clock as int64 nanoseconds since the Unix epoch, or None for fps-timed streams."""
+        time_field = self.spec.time_field
+        if not time_field or time_field not in self.fields:
+            return None
+        values = self.read(time_field)
+        if self.field_spec(time_field).unit == "s":
+            return np.round(values * 1e9).astype(np.int64)
+        return values.astype(np.int64)
+
+    def segments(self) -> np.ndarray:
+        """``(n, 2)`` int64 row ranges ``[start, end)`` of the committed segments (episodes, clips)."""
+        seg = self.segment_stream()
+        if seg is None:
+            raise ValueError(f"stream {self.name!r} has no segment table")
+        if not seg.num_rows:
+            return np.zeros((0, 2), np.int64)
+        return np.stack([seg.read("start"), seg.read("end")], axis=1).astype(np.int64)
+
+    def to_arrow(self, fields: list[str] | None = None, start: int = 0, stop: int | None = None) -> Any:
+        """The stream as a ``pyarrow.Table`` (see :mod:`mimicdata.arrow`)."""
+        from mimicdata.arrow import stream_to_arrow
+
+        return stream_to_arrow(self, fields=fields, start=start, stop=stop)
+
+    # ------------------------------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self.store.mode == "r":
+            raise ReadOnlyError(f"{self.store.location}: opened read-only; open with mode='a' to append")
+        if self.store.closed:
+            raise ReadOnlyError(f"{self.store.location}: store is closed")
+
+    def _normalise(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, dict[str, list[str]]]:
+        """Check a batch against the schema; returns storage-dtype arrays, the row count, new categories."""
+        if not isinstance(batch, Mapping) or not batch:
+            raise ValidationError(f"{self.name}: a batch is a non-empty mapping of field name -> array")
+        where = f"{self.store.location} {self.name}"
+        unknown = [k for k in batch if self.spec.field_for(k) is None]
+        if unknown:
+            raise ValidationError(f"{where}: unknown field(s) {unknown}; schema {self.schema} "
+                                  f"v{self.schema_version} has {sorted(self.spec.fields)}")
+        present = set(self.meta.get("fields_present", []))
+        required = {k for k, f in self.spec.fields.items() if f.required}
+        missing = sorted((required | (present if self.committed_rows else set())) - set(batch))
+        if missing:
+            raise ValidationError(f"{where}: missing field(s) {missing}")
+        if self.committed_rows and set(batch) - present:
+            raise ValidationError(f"{where}: field(s) {sorted(set(batch) - present)} were absent from the "
+                                  f"first {self.committed_rows} rows; a field is present from the first row or never")
+        lengths = {k: len(np.asarray(v) if not np.isscalar(v) else [v]) for k, v in batch.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValidationError(f"{where}: fields have different numbers of rows: {lengths}")
+        n = next(iter(lengths.values()))
+        cats = {k: list(v) for k, v in self.meta.get("categories", {}).items()}
+        dims = self.dims
+        out: dict[str, np.ndarray] = {}
+        for name, value in batch.items():
+            spec = self.spec.field_for(name)
+            assert spec is not None
+            arr = np.asarray(value)
+            if spec.dtype == "string":
+                out[name] = self._encode_strings(name, arr, cats)
+                continue
+            for dim, size in zip(spec.shape, arr.shape[1:], strict=False):
+                if isinstance(dim, str) and dim not in dims:
+                    dims[dim] = int(size)  # a free dimension is fixed by the first batch that has it
+            expected = spec.resolve(dims)
+            if expected is None or arr.shape[1:] != expected:
+                shown = "x".join(f"{d}" for d in spec.shape) or "scalar"
+                raise ValidationError(f"{where}.{name}: expected shape (rows, {shown}) = (rows, "
+                                      f"{', '.join(map(str, expected or ()))}), got {arr.shape}")
+            target = spec.storage_dtype
+            if arr.dtype != target:
+                if not np.can_cast(arr.dtype, target, casting="same_kind"):
+                    raise ValidationError(f"{where}.{name}: dtype {arr.dtype} cannot be stored as {target}")
+                arr = arr.astype(target)
+            if target.kind == "f" and not spec.allow_nan:
+                bad = ~np.isfinite(arr)
+                if bad.any():
+                    row = int(np.argwhere(bad)[0][0])
+                    raise ValidationError(f"{where}.{name}: row {row} of the batch holds NaN/Inf "
+                                          f"(the field does not allow non-finite values)")
+            bits = self.meta.get("lossy", {}).get(name)
+            if bits:
+                arr = round_mantissa(arr, int(bits))
+            out[name] = np.ascontiguousarray(arr)
+        self.meta["dims"] = dims
+        new_cats = {k: v for k, v in cats.items() if v != self.meta.get("categories", {}).get(k)}
+        return out, n, new_cats
+
+    def _encode_strings(self, name: str, arr: np.ndarray, cats: dict[str, list[str]]) -> np.ndarray:
+        if arr.ndim != 1:
+            raise ValidationError(f"{self.name}.{name}: string field takes one string per row, got shape {arr.shape}")
+        table = cats.setdefault(name, [])
+        lookup = {s: i for i, s in enumerate(table)}
+        codes = np.empty(len(arr), np.int32)
+        for i, value in enumerate(arr.tolist()):
+            if not isinstance(value, str):
+                raise ValidationError(f"{self.name}.{name}: row {i} is {type(value).__name__}, not a string")
+            if value not in lookup:
+                lookup[value] = len(table)
+                table.append(value)
+            codes[i] = lookup[value]
+        return codes
+
+    def _create_array(self, name: str, spec: FieldSpec, shape: tuple[int, ...]) -> zarr.Array:
+        dtype = spec.storage_dtype
+        row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        rows = chunk_rows_for(row_bytes, spec.chunk_rows or (None if shape else self.spec.chunk_rows))
+        codec = self.meta.get("codecs", {}).get(name, spec.codec)
+        attrs: dict[str, Any] = {"unit": spec.unit, "description": spec.description}
+        if spec.mantissa_bits or self.meta.get("lossy", {}).get(name):
+            attrs["mantissa_bits"] = self.meta.get("lossy", {}).get(name, spec.mantissa_bits)
+        array = zarr.create_array(
+            store=self.store.zstore, name=f"{self.name}/{name}", shape=(0, *shape),
+            chunks=(rows, *shape), dtype=dtype, fill_value=0,
+            dimension_names=("time", *spec.dim_names), attributes=attrs, overwrite=True,
+            **codecs_for(codec, dtype, 1 + len(shape)))
+        self._arrays[name] = array
+        return array
+
+    def append(self, batch: Mapping[str, Any]) -> int:
+        """Append a batch of rows (dict of arrays with equal first dimension); returns rows written.
+
+        The batch is validated whole before anything is written: a bad batch changes nothing.
+        """
+        self._require_writable()
+        with self.store._write_guard:
+            data, n, new_cats = self._normalise(batch)
+            if n == 0:
+                return 0
+            start, stop = self.committed_rows, self.committed_rows + n
+            present = list(self.meta.get("fields_present", []))
+            arrays = {}
+            for name in data:
+                if name not in present:
+                    spec = self.spec.field_for(name)
+                    assert spec is not None
+                    arrays[name] = self._create_array(name, spec, data[name].shape[1:])
+                    present.append(name)
+                else:
+                    arrays[name] = self.array(name)
+            _write_rows(arrays, data, start, stop)
+            meta = dict(self.meta, committed_rows=stop, fields_present=present)
+            if new_cats:
+                meta["categories"] = {**self.meta.get("categories", {}), **new_cats}
+            self._commit(meta)
+            return n
+
+    def _commit(self, meta: dict[str, Any]) -> None:
+        """Atomically replace the stream's zarr.json: the single point at which rows become visible."""
+        self.group.update_attributes({META: meta})
+        self.meta = meta
+
+    def truncate(self, rows: int) -> None:
+        """Drop rows past ``rows`` (used to discard an unfinished segment after a crash)."""
+        self._require_writable()
+        with self.store._write_guard:
+            self._commit(dict(self.meta, committed_rows=int(rows)))
+            self._trim_arrays()
+
+    def _trim_arrays(self) -> None:
+        """Shrink arrays to the committed length so plain Zarr readers see exactly the committed rows."""
+        for name in self.meta.get("fields_present", []):
+            arr = self.array(name)
+            if arr.shape[0] != self.committed_rows:
+                arr.resize((self.committed_rows, *arr.shape[1:]))
+
+
+def _write_rows(arrays: dict[str, zarr.Array], data: dict[str, np.ndarray], start: int, stop: int) -> None:
+    """Grow every array to ``stop`` rows and write ``[start, stop)``, all fields concurrently."""
+
+    async def one(arr: zarr.Array, values: np.ndarray) -> None:
+        if arr.shape[0] < stop:
+            await arr._async_array.resize((stop, *arr.shape[1:]))
+        await arr._async_array.setitem(slice(start, stop), values)
+
+    async def all_fields() -> None:
+        await asyncio.gather(*(one(arrays[k], data[k]) for k in data))
+
+    sync(all_fields())
