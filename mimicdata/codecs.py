@@ -34,24 +34,31 @@ def chunk_rows_for(row_bytes: int, requested: int | None = None) -> int:
     return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
 
 
-def codecs_for(preset: str, dtype: np.dtype, ndim: int) -> dict[str, Any]:
-    """Keyword arguments for ``zarr.create_array``: filters, serializer, compressors."""
+def codecs_for(preset: str, dtype: np.dtype, ndim: int, *, lossy: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``zarr.create_array``: filters, serializer, compressors.
+
+    ``default``: (rows, ...) arrays are transposed to time-major order, byte-shuffled (bit-shuffled
+    for integers and mantissa-rounded floats, whose zero low bits then line up) and compressed with
+    zstd at blosc level 7 — on real joint data 0.75x raw losslessly, where row-major is 0.84x
+    (benchmarks/compression.py). Levels 8-9 gain ~3% at a quarter of the speed.
+    """
     itemsize = int(np.dtype(dtype).itemsize)
     if preset == "image":
         # One frame per chunk; images are stored losslessly with a fast compressor.
-        return {"filters": (), "serializer": BytesCodec(),
-                "compressors": (ZstdCodec(level=3),)}
+        return {"filters": (), "serializer": BytesCodec(), "compressors": (ZstdCodec(level=3),)}
     if preset == "raw":
         return {"filters": (), "serializer": BytesCodec(), "compressors": ()}
-    if preset not in ("default", "time_major"):
-        raise ValueError(f"unknown codec preset {preset!r} (default, image, raw)")
+    if preset not in ("default", "fast"):
+        raise ValueError(f"unknown codec preset {preset!r} (default, fast, image, raw)")
     filters: tuple[Any, ...] = ()
     if ndim >= 2:
         # (rows, a, b, ...) -> (a, b, ..., rows): each channel's time series becomes contiguous.
         filters = (TransposeCodec(order=(*range(1, ndim), 0)),)
-    shuffle = "bitshuffle" if itemsize >= 2 else "noshuffle"
+    is_float = np.dtype(dtype).kind == "f"
+    shuffle = "noshuffle" if itemsize == 1 else ("shuffle" if is_float and not lossy else "bitshuffle")
+    level = 7 if preset == "default" else 3
     return {"filters": filters, "serializer": BytesCodec(),
-            "compressors": (BloscCodec(cname="zstd", clevel=5, shuffle=shuffle, typesize=itemsize),)}
+            "compressors": (BloscCodec(cname="zstd", clevel=level, shuffle=shuffle, typesize=itemsize),)}
 
 
 def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:

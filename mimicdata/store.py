@@ -33,8 +33,17 @@ from mimicdata.errors import (
     StoreNotFoundError,
     ValidationError,
 )
-from mimicdata.migrate import plan_migration, apply_migration_on_disk
-from mimicdata.schema import ROBOT_DIMS, Robot, Schema, StreamSpec, load_robot, load_schema, parse_version
+from mimicdata.migrate import apply_migration_on_disk, plan_migration
+from mimicdata.schema import (
+    ROBOT_DIMS,
+    FieldSpec,
+    Robot,
+    Schema,
+    StreamSpec,
+    load_robot,
+    load_schema,
+    parse_version,
+)
 from mimicdata.storage import Location, WriterLock, parse_url, zarr_store
 from mimicdata.stream import META, Stream
 
@@ -152,6 +161,12 @@ class Store:
                 raise SchemaError(f"lossy precision: {name}.{field_name} is not a float field of the stream")
             if not 1 <= int(bits) <= (23 if f.dtype == "float32" else 52):
                 raise SchemaError(f"lossy precision for {name}.{field_name}: {bits} mantissa bits is out of range")
+        # a schema may declare lossy fields itself; the caller's `lossy` adds to / overrides it
+        lossy = {**{k: f.mantissa_bits for k, f in spec.fields.items() if f.mantissa_bits}, **dict(lossy or {})}
+        if lossy:  # state the precision (and so the error bound) in the stored schema too
+            spec = StreamSpec(**{**spec.__dict__, "fields": {
+                k: FieldSpec(**{**f.__dict__, "mantissa_bits": int(lossy[k]) if k in lossy else f.mantissa_bits})
+                for k, f in spec.fields.items()}})
         all_dims = dict(self.robot.dims()) if self.robot else {}
         all_dims.update({k: int(v) for k, v in (dims or {}).items()})
         used = {d for f in spec.fields.values() for d in f.shape if isinstance(d, str)}
@@ -187,7 +202,7 @@ class Store:
         with self._write_guard:
             start = target.num_rows
             if frames is not None:
-                target.append(frames)
+                target.append(_with_frame_indices(target, seg, frames, start))
             end = target.committed_rows
             if end <= start:
                 raise ValidationError(f"{self.location}: empty {segment_stream[:-1]} (no frames to commit)")
@@ -226,6 +241,19 @@ class Store:
             self.closed = True
             if self._lock is not None:
                 self._lock.release()
+
+
+def _with_frame_indices(target: Stream, seg: Stream, frames: Mapping[str, Any], start: int) -> dict[str, Any]:
+    """Fill the frames' own ``<segment>_index`` and ``frame_index`` columns when the caller left them out."""
+    out = dict(frames)
+    n = len(np.asarray(next(iter(frames.values()))))
+    pending = target.committed_rows - start  # frames appended earlier for this same segment
+    index_field = next((k for k in seg.spec.fields if k.endswith("_index")), None)
+    if index_field and index_field in target.spec.fields and index_field not in out:
+        out[index_field] = np.full(n, seg.num_rows, np.int64)
+    if "frame_index" in target.spec.fields and "frame_index" not in out:
+        out["frame_index"] = np.arange(pending, pending + n, dtype=np.int64)
+    return out
 
 
 # ------------------------------------------------------------------------------------ create / open
@@ -311,7 +339,7 @@ def _robot_doc(robot: Robot | None) -> dict[str, Any] | None:
             "qvel_names": list(robot.qvel_names), "quat_order": robot.quat_order}
 
 
-def open(url: str | Path, mode: str = "r", *, break_lock: bool = False,  # noqa: A001 - mirrors zarr.open
+def open(url: str | Path, mode: str = "r", *, break_lock: bool = False,
          storage_options: dict[str, Any] | None = None) -> Store:
     """Open a store read-only (``"r"``) or for appending (``"a"``), validating its metadata.
 

@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from mimicdata.codecs import chunk_rows_for, codecs_for, round_mantissa
+from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
 from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
 from mimicdata.schema import FieldSpec, StreamSpec
 
@@ -105,7 +105,8 @@ class Stream:
         return self.num_rows
 
     def __repr__(self) -> str:
-        return f"<Stream {self.name!r} {self.schema} v{self.schema_version}: {self.num_rows} rows, {len(self.fields)} fields>"
+        return (f"<Stream {self.name!r} {self.schema} v{self.schema_version}: "
+                f"{self.num_rows} rows, {len(self.fields)} fields>")
 
     # ------------------------------------------------------------------------------------------ reading
     def array(self, name: str) -> zarr.Array:
@@ -254,16 +255,18 @@ class Stream:
     def _create_array(self, name: str, spec: FieldSpec, shape: tuple[int, ...]) -> zarr.Array:
         dtype = spec.storage_dtype
         row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        rows = chunk_rows_for(row_bytes, spec.chunk_rows or (None if shape else self.spec.chunk_rows))
+        rows = chunk_rows_for(row_bytes, spec.chunk_rows or self.spec.chunk_rows)
         codec = self.meta.get("codecs", {}).get(name, spec.codec)
         attrs: dict[str, Any] = {"unit": spec.unit, "description": spec.description}
-        if spec.mantissa_bits or self.meta.get("lossy", {}).get(name):
-            attrs["mantissa_bits"] = self.meta.get("lossy", {}).get(name, spec.mantissa_bits)
+        bits = self.meta.get("lossy", {}).get(name)
+        if bits:
+            attrs["mantissa_bits"] = bits
+            attrs["max_relative_error"] = relative_error_bound(int(bits))
         array = zarr.create_array(
             store=self.store.zstore, name=f"{self.name}/{name}", shape=(0, *shape),
             chunks=(rows, *shape), dtype=dtype, fill_value=0,
             dimension_names=("time", *spec.dim_names), attributes=attrs, overwrite=True,
-            **codecs_for(codec, dtype, 1 + len(shape)))
+            **codecs_for(codec, dtype, 1 + len(shape), lossy=bool(bits)))
         self._arrays[name] = array
         return array
 

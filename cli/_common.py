@@ -1,0 +1,89 @@
+"""Helpers shared by the CLI modules: one clear error line, and the human-readable inspect tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from mimicdata.errors import MimicDataError
+
+
+@contextmanager
+def fail_on_error() -> Iterator[None]:
+    """Turn library errors (and the OS errors a bad path gives) into one line on stderr and exit 1."""
+    try:
+        yield
+    except (MimicDataError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # disk full, I/O errors
+        typer.echo(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def print_inspect(info: dict[str, Any]) -> None:
+    """A readable tree of `inspect_store` output."""
+    echo = typer.echo
+    robot = info.get("robot")
+    echo(f"{info['url']}")
+    echo(f"  format v{info['format_version']}, written by {info['producer']['name']} "
+         f"{info['producer']['version']} at {info['created']}")
+    if robot:
+        echo(f"  robot {robot['name']}: {robot['joints']} joints, {robot['bodies']} bodies, quat {info['quat_order']}")
+    if info.get("fps"):
+        echo(f"  fps {info['fps']:g}")
+    for key, value in (info.get("attrs") or {}).items():
+        echo(f"  attr {key} = {value}")
+    for warning in info.get("warnings", []):
+        echo(f"  warning: {warning}")
+    for name, s in info["streams"].items():
+        head = f"  {name}: {s['schema']} v{s['version']}, {s['rows']} rows"
+        if s.get("fps"):
+            head += f" @ {s['fps']:g} Hz"
+        head += f", {_bytes(s['stored_bytes'])} stored / {_bytes(s['raw_bytes'])} raw"
+        if s.get("ratio") is not None:
+            head += f" ({s['ratio']:.2f}x)"
+        echo(head)
+        if s.get("uncommitted_rows"):
+            echo(f"    ! {s['uncommitted_rows']} row(s) past the last committed segment (ignored)")
+        if "segments" in s:
+            g = s["segments"]
+            echo(f"    segments: {g['count']} (length min {g['min_len']}, "
+                 f"mean {g['mean_len']:.1f}, max {g['max_len']})")
+        t = s.get("timing")
+        if t and "mean_period_ms" in t:
+            line = (f"    timing: {t['span_s']:.2f} s, period {t['mean_period_ms']:.3f} ms mean, "
+                    f"jitter {t['jitter_ms']:.3f} ms, longest gap {t['max_gap_ms']:.3f} ms")
+            if "missed_ticks" in t:
+                line += f", missed ticks {t['missed_ticks']}"
+            echo(line)
+            if t.get("slower_than_declared"):
+                echo(f"    ! loop ran slower than the declared {s['fps']:g} Hz "
+                     f"(measured {t['measured_hz']:.2f} Hz)")
+            if t.get("non_monotonic"):
+                echo(f"    ! timestamps go backwards {t['non_monotonic']} time(s)")
+        elif t:
+            echo(f"    timing: {t.get('span_s', 0):.2f} s ({t.get('clock', '')})")
+        width = max((len(f) for f in s["arrays"]), default=0)
+        for field, a in s["arrays"].items():
+            shape = "x".join(str(d) for d in a["shape"])
+            lossy = f" lossy {a['lossy']['mantissa_bits']}b (rel.err <= {a['lossy']['max_relative_error']:.1e})" \
+                if a.get("lossy") else ""
+            ratio = f"{a['ratio']:.2f}x" if a.get("ratio") is not None else "-"
+            echo(f"    {field:<{width}}  {a['dtype']:<7} {shape:<14} [{','.join(a['dims'])}] {a['unit']:<10} "
+                 f"chunks {'x'.join(map(str, a['chunks']))}  {'|'.join(a['codecs'])}  "
+                 f"{_bytes(a['stored_bytes'])} ({ratio}){lossy}")

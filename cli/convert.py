@@ -1,0 +1,53 @@
+"""`mimicdata convert`: other formats into stores, and stores out to other formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from mimicdata_cli._common import fail_on_error
+
+
+def convert(
+    src: Annotated[str, typer.Argument(help="Input: a log folder/file, a dataset folder, or a store.")],
+    dst: Annotated[str, typer.Argument(help="Output store path/URL (or output folder with --to).")],
+    from_format: Annotated[str | None, typer.Option("--from", help="Input format: seedlog, lerobot, "
+                                                    "diffusion_policy (guessed when left out).")] = None,
+    to_format: Annotated[str | None, typer.Option("--to", help="Export a store to this format (lerobot).")] = None,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="Allow reading pickle files. Unpickling RUNS CODE stored in the file: use only "
+                               "on logs you produced or trust.")] = False,
+    repo_id: Annotated[str, typer.Option(help="repo_id recorded in a LeRobot export.")] = "local/mimicdata",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Convert into a store (seed pickle/JSON logs, LeRobot v3.0, diffusion_policy) or out of one (--to lerobot).
+
+    Reading the seed's .pkl logs unpickles them, which can execute arbitrary code from the file;
+    it is refused unless --allow-pickle is given. A truncated or corrupted input is converted up to
+    the last valid record, the stopping point is reported, and the exit code is 1.
+    """
+    from mimicdata.convert import converter, detect_format
+
+    with fail_on_error():
+        if to_format:
+            module = converter(to_format)
+            report = module.export(src, Path(dst), repo_id=repo_id, overwrite=overwrite)
+        else:
+            name = from_format or detect_format(src)
+            module = converter(name)
+            kwargs = {"allow_pickle": allow_pickle} if name == "seedlog" else {}
+            report = module.convert(src, dst, overwrite=overwrite, **kwargs)
+    for stream, rows in report.rows.items():
+        typer.echo(f"{stream}: {rows} rows")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if report.stopped_at:
+        typer.echo(f"stopped at {report.stopped_at}; everything before it was converted", err=True)
+    typer.echo(f"{report.source} -> {report.destination} ({report.format})" + ("" if report.ok else ": INCOMPLETE"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(convert)

@@ -1,0 +1,179 @@
+"""What `mimicdata inspect` and `mimicdata validate` compute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from zarr.core.sync import sync
+
+from mimicdata.codecs import describe_codecs, relative_error_bound
+from mimicdata.errors import CorruptStoreError, MimicDataError
+from mimicdata.store import Store
+from mimicdata.store import open as open_store
+from mimicdata.stream import Stream
+
+
+def timing_summary(stamps_ns: np.ndarray, fps: float | None) -> dict[str, Any]:
+    """Mean period, jitter, longest gap and missed ticks of a clock column."""
+    out: dict[str, Any] = {"samples": len(stamps_ns)}
+    if len(stamps_ns) == 0:
+        return out
+    out["start_ns"], out["end_ns"] = int(stamps_ns[0]), int(stamps_ns[-1])
+    out["span_s"] = (int(stamps_ns[-1]) - int(stamps_ns[0])) / 1e9
+    if len(stamps_ns) < 2:
+        return out
+    periods = np.diff(stamps_ns.astype(np.int64)) / 1e6  # ms
+    out["mean_period_ms"] = float(periods.mean())
+    out["jitter_ms"] = float(periods.std())
+    out["max_gap_ms"] = float(periods.max())
+    out["non_monotonic"] = int((periods < 0).sum())
+    out["measured_hz"] = 1000.0 / out["mean_period_ms"] if out["mean_period_ms"] > 0 else None
+    if fps:
+        nominal = 1000.0 / fps
+        out["nominal_period_ms"] = nominal
+        # a period of k nominal periods means k-1 ticks were missed
+        out["missed_ticks"] = int(np.clip(np.round(periods / nominal) - 1, 0, None).sum())
+        out["late_periods"] = int((periods > 1.5 * nominal).sum())
+        out["slower_than_declared"] = bool(out["mean_period_ms"] > 1.05 * nominal)
+    return out
+
+
+def _array_info(store: Store, stream: Stream, name: str) -> dict[str, Any]:
+    arr = stream.array(name)
+    phys = stream.aliases.get(name, (name, None))[0]
+    stored = int(sync(store.zstore.getsize_prefix(f"{stream.name}/{phys}")))
+    rows = stream.num_rows
+    raw = int(rows * int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize)
+    spec = stream.field_spec(name)
+    bits = stream.meta.get("lossy", {}).get(name)
+    info = {"shape": [rows, *arr.shape[1:]], "dims": ["time", *spec.dim_names], "dtype": spec.dtype,
+            "unit": spec.unit, "chunks": list(arr.chunks), "codecs": describe_codecs(arr),
+            "stored_bytes": stored, "raw_bytes": raw, "ratio": round(stored / raw, 4) if raw else None}
+    if bits:
+        info["lossy"] = {"mantissa_bits": int(bits), "max_relative_error": relative_error_bound(int(bits))}
+    return info
+
+
+def inspect_store(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything `mimicdata inspect` shows, as JSON-ready data (stable keys for scripts)."""
+    store = open_store(url, "r", storage_options=storage_options)
+    meta = store.meta
+    robot = store.robot
+    out: dict[str, Any] = {
+        "url": str(store.location), "format_version": meta.get("format_version"),
+        "producer": meta.get("producer"), "created": meta.get("created"),
+        "robot": None if robot is None else {"name": robot.name, "joints": len(robot.joint_names),
+                                             "bodies": len(robot.body_names), "joint_names": list(robot.joint_names)},
+        "quat_order": meta.get("quat_order"), "fps": store.fps, "attrs": store.attrs,
+        "warnings": list(store.warnings), "streams": {}}
+    for name, stream in store.streams.items():
+        info: dict[str, Any] = {"schema": stream.schema, "version": stream.schema_version,
+                                "rows": stream.num_rows, "fps": stream.fps}
+        if stream.committed_rows != stream.num_rows:
+            info["uncommitted_rows"] = stream.committed_rows - stream.num_rows
+        if stream.spec.segments_of:
+            info["segments_of"] = stream.spec.segments_of
+        if stream.segment_stream() is not None:
+            segs = stream.segments()
+            lengths = segs[:, 1] - segs[:, 0]
+            info["segments"] = {"count": len(segs), "min_len": int(lengths.min()) if len(lengths) else 0,
+                                "mean_len": float(lengths.mean()) if len(lengths) else 0.0,
+                                "max_len": int(lengths.max()) if len(lengths) else 0}
+        stamps = stream.timestamps()
+        if stamps is not None:
+            info["timing"] = timing_summary(stamps, stream.fps)
+        elif stream.fps and stream.num_rows:
+            info["timing"] = {"samples": stream.num_rows, "span_s": stream.num_rows / stream.fps,
+                              "clock": "frame index / fps"}
+        info["arrays"] = {f: _array_info(store, stream, f) for f in stream.fields}
+        stored = sum(a["stored_bytes"] for a in info["arrays"].values())
+        raw = sum(a["raw_bytes"] for a in info["arrays"].values())
+        info["stored_bytes"], info["raw_bytes"] = stored, raw
+        info["ratio"] = round(stored / raw, 4) if raw else None
+        out["streams"][name] = info
+    return out
+
+
+def validate_store(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """A full scan: schema conformance, lengths vs index, NaN/Inf, monotonic time, decodable chunks.
+    Returns the list of problems (empty when the store is valid)."""
+    try:
+        store = open_store(url, "r", storage_options=storage_options)
+    except MimicDataError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for stream in store.streams.values():
+        problems += _validate_stream(stream)
+        if stream.spec.segments_of:
+            problems += _validate_segments(stream, store[stream.spec.segments_of])
+    return problems
+
+
+def _validate_stream(stream: Stream) -> list[str]:
+    problems = []
+    where = stream.name
+    for field in stream.fields:
+        spec = stream.field_spec(field)
+        arr = stream.array(field)
+        expected = stream.shape_of(field)
+        if tuple(arr.shape[1:]) != expected:
+            problems.append(f"{where}.{field}: stored shape {arr.shape[1:]} != schema {expected}")
+        if arr.dtype != spec.storage_dtype and field not in stream.aliases:
+            problems.append(f"{where}.{field}: stored dtype {arr.dtype} != schema {spec.storage_dtype}")
+        step = max(arr.chunks[0], 1)
+        for start in range(0, stream.num_rows, step):
+            try:
+                values = stream.read(field, start, start + step, decode=False)
+            except CorruptStoreError as exc:
+                problems.append(f"{where}.{field}: corrupted chunk at rows {start}..{start + step}: {exc.__cause__}")
+                continue
+            if values.dtype.kind == "f" and not spec.allow_nan:
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    row = start + int(np.argwhere(bad)[0][0])
+                    problems.append(f"{where}.{field}: {int(bad.sum())} NaN/Inf value(s), first at row {row}")
+            if spec.dtype == "string":
+                cats = len(stream.meta.get("categories", {}).get(field, []))
+                if values.size and (values.min() < 0 or values.max() >= cats):
+                    problems.append(f"{where}.{field}: category code out of range (have {cats} categories)")
+    time_field = stream.spec.time_field
+    if time_field and time_field in stream.fields:
+        try:
+            stamps = stream.timestamps()
+        except CorruptStoreError:
+            stamps = None
+        if stamps is not None and len(stamps) > 1:
+            back = np.flatnonzero(np.diff(stamps) < 0)
+            if len(back):
+                problems.append(f"{where}.{time_field}: timestamps go backwards {len(back)} time(s), "
+                                f"first at row {int(back[0]) + 1}")
+    return problems
+
+
+def _validate_segments(seg: Stream, frames: Stream) -> list[str]:
+    problems = []
+    if not seg.num_rows:
+        return problems
+    try:
+        starts, ends = seg.read("start"), seg.read("end")
+    except CorruptStoreError as exc:
+        return [f"{seg.name}: cannot read the segment index: {exc}"]
+    if starts[0] != 0:
+        problems.append(f"{seg.name}: first segment starts at row {starts[0]}, not 0")
+    if np.any(ends <= starts):
+        problems.append(f"{seg.name}: {int((ends <= starts).sum())} empty or inverted segment(s)")
+    if np.any(starts[1:] != ends[:-1]):
+        problems.append(f"{seg.name}: segments are not contiguous (gap or overlap)")
+    if ends[-1] > frames.committed_rows:
+        problems.append(f"{seg.name}: last segment ends at row {ends[-1]} but {frames.name} has "
+                        f"{frames.committed_rows} committed rows")
+    index_field = next((k for k in seg.spec.fields if k.endswith("_index")), None)
+    if index_field and not np.array_equal(seg.read(index_field), np.arange(seg.num_rows)):
+        problems.append(f"{seg.name}.{index_field}: indices are not 0..{seg.num_rows - 1}")
+    if index_field and index_field in frames.fields:
+        per_frame = frames.read(index_field)
+        expected = np.repeat(np.arange(len(starts)), ends - starts)
+        if len(per_frame) == len(expected) and not np.array_equal(per_frame, expected):
+            problems.append(f"{frames.name}.{index_field}: does not match the {seg.name} row ranges")
+    return problems
