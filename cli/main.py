@@ -54,7 +54,10 @@ def validate(path: StorePath) -> None:
     """
     from mimicdata.report import validate_store
 
+    from mimicdata.store import open as open_store
+
     with fail_on_error():
+        open_store(path, "r")  # a store that cannot even be opened is one error line, not a list
         problems = validate_store(path)
     if problems:
         for p in problems:
@@ -76,7 +79,11 @@ def query(path: StorePath,
     from mimicdata.arrow import sql as run_sql
 
     with fail_on_error():
-        frame = run_sql(path, sql)
+        try:
+            frame = run_sql(path, sql)
+        except pl.exceptions.PolarsError as exc:  # bad SQL: polars' first line says what is wrong
+            typer.echo(f"error: query failed: {str(exc).strip().splitlines()[0]}", err=True)
+            raise typer.Exit(1) from None
     if output_format == OutputFormat.parquet:
         if out is None:
             typer.echo("--format parquet needs --out FILE", err=True)
@@ -94,7 +101,7 @@ def query(path: StorePath,
     if out:
         out.write_text(text)
     else:
-        typer.echo(text)
+        typer.echo(text.rstrip("\n"))
 
 
 def _flat(frame: object) -> object:

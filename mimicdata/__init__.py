@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mimicdata.errors import (  # noqa: E402
+from mimicdata.errors import (
     CorruptStoreError,
     MimicDataError,
     ReadOnlyError,
@@ -21,9 +21,9 @@ from mimicdata.errors import (  # noqa: E402
     StoreNotFoundError,
     ValidationError,
 )
-from mimicdata.schema import Robot, Schema, load_robot, load_schema, robot_names, schema_names  # noqa: E402
-from mimicdata.store import Store, create, open  # noqa: E402
-from mimicdata.stream import Stream  # noqa: E402
+from mimicdata.schema import Robot, Schema, load_robot, load_schema, robot_names, schema_names
+from mimicdata.store import Store, create, open
+from mimicdata.stream import Stream
 
 
 def scan(url: str, stream: str | None = None, **kwargs: object) -> object:

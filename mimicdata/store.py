@@ -136,12 +136,12 @@ class Store:
         if not name or "/" in name or name.startswith((".", "_")) or name == "mimicdata.lock":
             raise SchemaError(f"stream name {name!r} is not allowed (no '/', no leading '.' or '_')")
         if schema is not None:
-            doc = load_schema(schema)
+            doc = _load_schema_ref(schema)
             spec = doc.streams.get(name) or (next(iter(doc.streams.values())) if len(doc.streams) == 1 else None)
             if spec is None:
                 raise SchemaError(f"schema {schema!r} has streams {list(doc.streams)}, not {name!r}")
             spec = StreamSpec(**{**spec.__dict__, "name": name})
-            version = doc.version
+            schema, version = doc.name, doc.version
         else:
             if not fields:
                 raise SchemaError(f"custom stream {name!r} needs fields")
@@ -296,6 +296,8 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
            attrs: Mapping[str, Any] | None = None, storage_options: dict[str, Any] | None = None) -> Store:
     """Create a store for one or more schemas and a robot; returns it open for appending (locked).
 
+    ``schema`` names shipped schemas, newest version by default or ``"name@1.0"`` for an older one.
+
     >>> store = create("memory://doc", ["observations", "actions"], robot="g1_29dof", fps=50, dims={"obs": 160})
     >>> sorted(store.streams)
     ['actions', 'observations']
@@ -303,7 +305,7 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
     loc = parse_url(url)
     robot_obj = load_robot(robot) if isinstance(robot, str) else robot
     schemas = [schema] if isinstance(schema, str) else list(schema or [])
-    docs: list[Schema] = [load_schema(s) for s in schemas]  # fail on a bad name before touching disk
+    docs: list[Schema] = [_load_schema_ref(s) for s in schemas]  # fail on a bad name before touching disk
     zstore = zarr_store(loc, read_only=False, storage_options=storage_options)
     _prepare_location(loc, zstore, overwrite)
     lock = WriterLock(loc, zstore)
@@ -315,13 +317,14 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
                 "fps": float(fps) if fps else None, "time_base": "unix_ns",
                 "schemas": [{"name": d.name, "version": d.version} for d in docs],
                 "streams": [], "attrs": dict(attrs or {})}
-        root = zarr.create_group(store=zstore, attributes={META: meta}, overwrite=True)
+        # not overwrite=True: that would clear the folder, lock file included
+        root = zarr.create_group(store=zstore, attributes={META: meta})
         store = Store(loc, zstore, root, "a", lock)
         for doc in docs:
             for stream_name in doc.streams:
                 stream_lossy = {k: v for k, v in (lossy or {}).items()
                                 if doc.streams[stream_name].field_for(k) is not None}
-                store.add_stream(stream_name, schema=doc.name, dims=dims, lossy=stream_lossy)
+                store.add_stream(stream_name, schema=f"{doc.name}@{doc.version}", dims=dims, lossy=stream_lossy)
         unused = set(lossy or {}) - {k for s in store.streams.values() for k in s.meta["lossy"]}
         if unused:
             raise SchemaError(f"lossy precision given for unknown field(s) {sorted(unused)}")
@@ -329,6 +332,12 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
     except BaseException:
         lock.release()
         raise
+
+
+def _load_schema_ref(ref: str) -> Schema:
+    """``"observations"`` (newest version) or ``"observations@1.0"`` (a given, possibly older, version)."""
+    name, _, version = ref.partition("@")
+    return load_schema(name, version or None)
 
 
 def _robot_doc(robot: Robot | None) -> dict[str, Any] | None:
