@@ -255,7 +255,9 @@ class Stream:
     def _create_array(self, name: str, spec: FieldSpec, shape: tuple[int, ...]) -> zarr.Array:
         dtype = spec.storage_dtype
         row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        rows = chunk_rows_for(row_bytes, spec.chunk_rows or self.spec.chunk_rows)
+        # the field's own chunking if the schema gives one; else the stream's rows, fewer for wide rows
+        # (~1 MiB raw per chunk) so a partial chunk rewritten by each append stays cheap
+        rows = spec.chunk_rows or min(self.spec.chunk_rows, chunk_rows_for(row_bytes))
         codec = self.meta.get("codecs", {}).get(name, spec.codec)
         attrs: dict[str, Any] = {"unit": spec.unit, "description": spec.description}
         bits = self.meta.get("lossy", {}).get(name)
