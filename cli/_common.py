@@ -35,6 +35,12 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)[:14]
+
+
 def print_inspect(info: dict[str, Any]) -> None:
     """A readable tree of `inspect_store` output."""
     echo = typer.echo
@@ -64,6 +70,14 @@ def print_inspect(info: dict[str, Any]) -> None:
             g = s["segments"]
             echo(f"    segments: {g['count']} (length min {g['min_len']}, "
                  f"mean {g['mean_len']:.1f}, max {g['max_len']})")
+        table = s.get("table") or []
+        if table:
+            keys = [k for k in table[0] if k not in ("start", "end", "start_time", "end_time")]
+            echo("    " + "  ".join(f"{k[:14]:>14s}" for k in keys))
+            for row in table[:20]:
+                echo("    " + "  ".join(f"{_cell(row[k]):>14s}" for k in keys))
+            if s["rows"] > 20:
+                echo(f"    ... {s['rows'] - 20} more (mimicdata query PATH \"select * from {name}\")")
         t = s.get("timing")
         if t and "mean_period_ms" in t:
             line = (f"    timing: {t['span_s']:.2f} s, period {t['mean_period_ms']:.3f} ms mean, "

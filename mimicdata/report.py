@@ -39,6 +39,23 @@ def timing_summary(stamps_ns: np.ndarray, fps: float | None) -> dict[str, Any]:
     return out
 
 
+def segment_table(stream: Stream, limit: int = 50) -> list[dict[str, Any]]:
+    """The first rows of a segment table (episodes, clips with their quality report) as plain dicts."""
+    rows = min(stream.num_rows, limit)
+    scalar = [f for f in stream.fields if not stream.field_spec(f).shape]
+    columns = {f: stream.read(f, 0, rows) for f in scalar}
+    out = []
+    for i in range(rows):
+        row = {}
+        for f, values in columns.items():
+            v = values[i]
+            row[f] = v.item() if hasattr(v, "item") else v
+        if "start" in row and "end" in row:
+            row["length"] = row["end"] - row["start"]
+        out.append(row)
+    return out
+
+
 def _array_info(store: Store, stream: Stream, name: str) -> dict[str, Any]:
     arr = stream.array(name)
     phys = stream.aliases.get(name, (name, None))[0]
@@ -74,6 +91,7 @@ def inspect_store(url: str, storage_options: dict[str, Any] | None = None) -> di
             info["uncommitted_rows"] = stream.committed_rows - stream.num_rows
         if stream.spec.segments_of:
             info["segments_of"] = stream.spec.segments_of
+            info["table"] = segment_table(stream)
         if stream.segment_stream() is not None:
             segs = stream.segments()
             lengths = segs[:, 1] - segs[:, 0]
@@ -83,7 +101,7 @@ def inspect_store(url: str, storage_options: dict[str, Any] | None = None) -> di
         stamps = stream.timestamps()
         if stamps is not None:
             info["timing"] = timing_summary(stamps, stream.fps)
-        elif stream.fps and stream.num_rows:
+        elif stream.fps and stream.num_rows and not stream.spec.segments_of:
             info["timing"] = {"samples": stream.num_rows, "span_s": stream.num_rows / stream.fps,
                               "clock": "frame index / fps"}
         info["arrays"] = {f: _array_info(store, stream, f) for f in stream.fields}
