@@ -1,0 +1,107 @@
+"""EpisodeBuffer: the frames of the episode being recorded, in preallocated blocks.
+
+Frames are copied into fixed-size blocks allocated ahead of time, so ``add_frame`` costs one small copy
+per field and never a reallocation of the whole episode (growing one array by doubling would copy
+hundreds of megabytes of camera frames at unpredictable moments of the control loop). Joining the
+blocks into one batch happens at save time, on the saver thread when saving asynchronously.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mimicdata.errors import ValidationError
+
+BLOCK_FRAMES = 64
+
+
+class EpisodeBuffer:
+    """Frames of one episode. ``layout`` maps field -> (dtype, per-frame shape) and is fixed by frame 0."""
+
+    def __init__(self, episode_index: int, block_frames: int = BLOCK_FRAMES) -> None:
+        self.episode_index = int(episode_index)
+        self.block_frames = int(block_frames)
+        self.num_frames = 0
+        self.layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        self._blocks: dict[str, list[np.ndarray]] = {}
+        self.tasks: list[str] = []          # one per frame
+        self.nbytes = 0
+        self.success = -1                   # set when the episode is saved: 1, 0 or -1 (unknown)
+        self.metadata = "{}"                # user metadata, JSON text
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def _grow(self) -> None:
+        for name, (dtype, shape) in self.layout.items():
+            block = np.empty((self.block_frames, *shape), dtype)
+            self._blocks[name].append(block)
+            self.nbytes += block.nbytes
+
+    def add(self, values: Mapping[str, np.ndarray], task: str) -> None:
+        """Append one validated frame (arrays already of the layout's dtype and shape)."""
+        if not self.layout:
+            self.layout = {k: (v.dtype, v.shape) for k, v in values.items()}
+            self._blocks = {k: [] for k in values}
+        slot = self.num_frames % self.block_frames
+        if slot == 0:
+            self._grow()
+        for name, value in values.items():
+            self._blocks[name][-1][slot] = value
+        self.tasks.append(task)
+        self.num_frames += 1
+
+    def extend(self, batch: Mapping[str, np.ndarray], tasks: list[str]) -> None:
+        """Append ``n`` validated frames at once (bulk import)."""
+        n = len(tasks)
+        if not self.layout:
+            self.layout = {k: (v.dtype, v.shape[1:]) for k, v in batch.items()}
+            self._blocks = {k: [] for k in batch}
+        done = 0
+        while done < n:
+            slot = self.num_frames % self.block_frames
+            if slot == 0:
+                self._grow()
+            take = min(n - done, self.block_frames - slot)
+            for name, values in batch.items():
+                self._blocks[name][-1][slot:slot + take] = values[done:done + take]
+            self.num_frames += take
+            done += take
+        self.tasks.extend(tasks)
+
+    def column(self, name: str) -> np.ndarray:
+        """All frames of one field as one array ``(num_frames, *shape)``."""
+        if name not in self._blocks:
+            raise KeyError(f"episode buffer has no field {name!r}; fields: {list(self._blocks)}")
+        blocks = self._blocks[name]
+        if not blocks:
+            dtype, shape = self.layout[name]
+            return np.empty((0, *shape), dtype)
+        return np.concatenate(blocks, axis=0)[: self.num_frames]
+
+    def to_batch(self) -> dict[str, np.ndarray]:
+        """Every field joined into one batch (copies; called on the saving thread)."""
+        return {name: self.column(name) for name in self._blocks}
+
+    def describe(self) -> dict[str, Any]:
+        return {"episode_index": self.episode_index, "frames": self.num_frames, "bytes": self.nbytes,
+                "fields": {k: (str(d), list(s)) for k, (d, s) in self.layout.items()}}
+
+
+def check_layout(buffer: EpisodeBuffer, values: Mapping[str, np.ndarray], where: str) -> None:
+    """Frames of one episode must have the same keys, shapes and dtypes as its first frame."""
+    if not buffer.layout:
+        return
+    keys, expected = set(values), set(buffer.layout)
+    if keys != expected:
+        raise ValidationError(f"{where}: keys differ from frame 0 of the episode: missing "
+                              f"{sorted(expected - keys)}, unexpected {sorted(keys - expected)}")
+    for name, value in values.items():
+        dtype, shape = buffer.layout[name]
+        if value.shape != shape:
+            raise ValidationError(f"{where}: {name!r} has shape {value.shape}, frame 0 had {shape}")
+        if value.dtype != dtype:
+            raise ValidationError(f"{where}: {name!r} has dtype {value.dtype}, frame 0 had {dtype}")
