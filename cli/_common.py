@@ -56,6 +56,9 @@ def print_inspect(info: dict[str, Any]) -> None:
         echo(f"  attr {key} = {value}")
     for warning in info.get("warnings", []):
         echo(f"  warning: {warning}")
+    check = info.get("fps_check")
+    if check and check.get("message"):
+        echo(f"  {'' if check.get('ok') in (True, None) else '! '}fps check: {check['message']}")
     for name, s in info["streams"].items():
         head = f"  {name}: {s['schema']} v{s['version']}, {s['rows']} rows"
         if s.get("fps"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec
 
 # Target uncompressed chunk size; rows per chunk are derived from the row size (see chunk_rows_for).
 TARGET_CHUNK_BYTES = 1 << 20
@@ -44,8 +44,9 @@ def codecs_for(preset: str, dtype: np.dtype, ndim: int, *, lossy: bool = False) 
     """
     itemsize = int(np.dtype(dtype).itemsize)
     if preset == "image":
-        # One frame per chunk; images are stored losslessly with a fast compressor.
-        return {"filters": (), "serializer": BytesCodec(), "compressors": (ZstdCodec(level=3),)}
+        # One frame per chunk, lossless; lz4 keeps background episode saves I/O-bound rather than CPU-bound.
+        return {"filters": (), "serializer": BytesCodec(),
+                "compressors": (BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle", typesize=1),)}
     if preset == "raw":
         return {"filters": (), "serializer": BytesCodec(), "compressors": ()}
     if preset not in ("default", "fast"):

@@ -14,8 +14,12 @@ from mimicdata.store import open as open_store
 from mimicdata.stream import Stream
 
 
-def timing_summary(stamps_ns: np.ndarray, fps: float | None) -> dict[str, Any]:
-    """Mean period, jitter, longest gap and missed ticks of a clock column."""
+def timing_summary(stamps_ns: np.ndarray, fps: float | None, segments: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean period, jitter, longest gap and missed ticks of a clock column.
+
+    With ``segments`` (row ranges of episodes), the time between one episode's last frame and the next
+    one's first (a reset) is not counted as a control period.
+    """
     out: dict[str, Any] = {"samples": len(stamps_ns)}
     if len(stamps_ns) == 0:
         return out
@@ -24,6 +28,10 @@ def timing_summary(stamps_ns: np.ndarray, fps: float | None) -> dict[str, Any]:
     if len(stamps_ns) < 2:
         return out
     periods = np.diff(stamps_ns.astype(np.int64)) / 1e6  # ms
+    if segments is not None and len(segments) > 1:
+        periods = np.delete(periods, segments[1:, 0] - 1)  # drop the boundary-crossing differences
+    if len(periods) == 0:
+        return out
     out["mean_period_ms"] = float(periods.mean())
     out["jitter_ms"] = float(periods.std())
     out["max_gap_ms"] = float(periods.max())
@@ -100,7 +108,8 @@ def inspect_store(url: str, storage_options: dict[str, Any] | None = None) -> di
                                 "max_len": int(lengths.max()) if len(lengths) else 0}
         stamps = stream.timestamps()
         if stamps is not None:
-            info["timing"] = timing_summary(stamps, stream.fps)
+            segs = stream.segments() if stream.segment_stream() is not None else None
+            info["timing"] = timing_summary(stamps, stream.fps, segs)
         elif stream.fps and stream.num_rows and not stream.spec.segments_of:
             info["timing"] = {"samples": stream.num_rows, "span_s": stream.num_rows / stream.fps,
                               "clock": "frame index / fps"}
@@ -110,6 +119,10 @@ def inspect_store(url: str, storage_options: dict[str, Any] | None = None) -> di
         info["stored_bytes"], info["raw_bytes"] = stored, raw
         info["ratio"] = round(stored / raw, 4) if raw else None
         out["streams"][name] = info
+    if "episodes" in store.streams and store["episodes"].spec.segments_of:
+        from mimicdata.episodes import fps_check
+
+        out["fps_check"] = fps_check(store)
     return out
 
 

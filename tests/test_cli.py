@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mimicdata_cli.main import app
 from typer.testing import CliRunner
 
 import mimicdata as md
 import mimicdata.report
-from mimicdata_cli.main import app
 from tests.helpers import act_batch, obs_batch
 
 runner = CliRunner()

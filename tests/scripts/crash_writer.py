@@ -12,7 +12,7 @@ import numpy as np
 import mimicdata as md
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from tests.helpers import act_batch, episode_frames, obs_batch  # noqa: E402
+from tests.helpers import act_batch, episode_frames, obs_batch
 
 
 def main(path: str, kind: str) -> None:
