@@ -56,8 +56,30 @@ def run_demo(outdir: Path, *, seconds: float = 20.0, robot: str = "g1_29dof", ov
              .sort("second").collect())
     with pl.Config(tbl_rows=12):
         typer.echo(str(frame))
+    expert = retarget_demo_clip(Path(outdir), robot=robot, overwrite=overwrite)
     typer.echo(f'\nTry: mimicdata query {path} "select count(*) as steps, avg(counter_step) from actions"')
+    typer.echo(f"     mimicdata render {expert} --clip 0 --out clip.mp4")
     return path
+
+
+def retarget_demo_clip(outdir: Path, *, robot: str, overwrite: bool) -> Path:
+    """Retarget the bundled MocapBank clip to the G1 (in this process) and show its quality report."""
+    from importlib import resources
+
+    from mimicdata.retarget import RetargetSettings, retarget_to_store
+
+    clip = resources.files("mimicdata") / "data" / "mocapbank" / "mocapbank_walk.bvh"
+    out = outdir / "expert.zarr"
+    typer.echo(f"\nRetargeting the bundled MocapBank clip to {robot} -> {out}")
+    with resources.as_file(clip) as path:
+        report = retarget_to_store([path], out, settings=RetargetSettings(joints=None if robot == "g1_29dof" else robot), workers=0,
+                                   overwrite=overwrite, progress=False)
+    q = report.clips[0]["quality"]
+    typer.echo(f"  {report.source_frames} source frames -> {report.output_frames} frames at 50 fps in "
+               f"{report.wall_seconds:.1f} s; key-point error {q['kp_err_mean_cm']:.1f} cm mean "
+               f"(legs {q['kp_err_leg_mean_cm']:.1f} cm), foot penetration {q['penetration_max_cm']:.1f} cm, "
+               f"joint-limit violations {q['limit_violations']}")
+    return out
 
 
 def _joints(robot: str) -> list[str]:

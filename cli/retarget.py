@@ -99,7 +99,7 @@ def _parse_range(text: str) -> tuple[int, int | None]:
 
 def render(
     store: Annotated[str, typer.Argument(help="An expert_trajectory store.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Video file (.mp4 or .gif).")] = Path("clip.mp4"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Video (.mp4, .gif) or filmstrip (.png).")] = Path("clip.mp4"),
     clip: Annotated[int, typer.Option(help="Clip number (see `mimicdata inspect`).")] = 0,
     width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 640,
     height: Annotated[int, typer.Option(help="Frame height in pixels.")] = 480,
@@ -109,6 +109,11 @@ def render(
     OpenGL context can be had, a PNG filmstrip of stick figures is written instead (and said so)."""
     from mimicdata.render import render_clip
 
+    suffix = out.suffix.lower()
+    if suffix not in (".mp4", ".gif", ".png"):
+        typer.echo(f"error: --out {out}: use a .mp4 or .gif video, or a .png filmstrip", err=True)
+        raise typer.Exit(2)
+    filmstrip = filmstrip or suffix == ".png"
     with fail_on_error():
         try:
             result = render_clip(store, clip, out, width=width, height=height,
