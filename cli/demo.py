@@ -72,8 +72,8 @@ def retarget_demo_clip(outdir: Path, *, robot: str, overwrite: bool) -> Path:
     out = outdir / "expert.zarr"
     typer.echo(f"\nRetargeting the bundled MocapBank clip to {robot} -> {out}")
     with resources.as_file(clip) as path:
-        report = retarget_to_store([path], out, settings=RetargetSettings(joints=None if robot == "g1_29dof" else robot), workers=0,
-                                   overwrite=overwrite, progress=False)
+        settings = RetargetSettings(joints=None if robot == "g1_29dof" else robot)
+        report = retarget_to_store([path], out, settings=settings, workers=0, overwrite=overwrite, progress=False)
     q = report.clips[0]["quality"]
     typer.echo(f"  {report.source_frames} source frames -> {report.output_frames} frames at 50 fps in "
                f"{report.wall_seconds:.1f} s; key-point error {q['kp_err_mean_cm']:.1f} cm mean "

@@ -53,7 +53,6 @@ def validate(path: StorePath) -> None:
     Exits 1 and lists the problems when the store is not valid.
     """
     from mimicdata.report import validate_store
-
     from mimicdata.store import open as open_store
 
     with fail_on_error():

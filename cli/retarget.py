@@ -99,7 +99,8 @@ def _parse_range(text: str) -> tuple[int, int | None]:
 
 def render(
     store: Annotated[str, typer.Argument(help="An expert_trajectory store.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Video (.mp4, .gif) or filmstrip (.png).")] = Path("clip.mp4"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Video (.mp4, .gif) or filmstrip (.png).")] = Path(
+        "clip.mp4"),
     clip: Annotated[int, typer.Option(help="Clip number (see `mimicdata inspect`).")] = 0,
     width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 640,
     height: Annotated[int, typer.Option(help="Frame height in pixels.")] = 480,
