@@ -144,8 +144,7 @@ def schemas() -> None:
 
 # Commands that live in their own modules (one noun per module), each with register(app).
 for _module in ("convert", "logs", "retarget"):
-    if (Path(__file__).parent / f"{_module}.py").exists():  # TEMP while modules land
-        importlib.import_module(f"mimicdata_cli.{_module}").register(app)
+    importlib.import_module(f"mimicdata_cli.{_module}").register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

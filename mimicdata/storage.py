@@ -78,6 +78,13 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def _holder_alive(info: dict[str, Any]) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot check another machine: assume alive
@@ -88,6 +95,8 @@ def _holder_alive(info: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         return True
+    if _process_state(pid) == "Z":  # killed but not yet reaped by its parent: it holds nothing any more
+        return False
     start = info.get("proc_start")
     return start is None or _process_start(pid) in (None, start)
 
