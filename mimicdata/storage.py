@@ -85,17 +85,24 @@ def _process_state(pid: int) -> str | None:
         return None
 
 
-def _holder_alive(info: dict[str, Any]) -> bool:
-    if info.get("host") != socket.gethostname():
-        return True  # cannot check another machine: assume alive
-    pid = int(info.get("pid", -1))
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host exists and is not a zombie (killed, not yet reaped: it holds nothing)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    if _process_state(pid) == "Z":  # killed but not yet reaped by its parent: it holds nothing any more
+    return _process_state(pid) != "Z"
+
+
+def _holder_alive(info: dict[str, Any]) -> bool:
+    if info.get("host") != socket.gethostname():
+        return True  # cannot check another machine: assume alive
+    pid = int(info.get("pid", -1))
+    if not pid_alive(pid):
         return False
     start = info.get("proc_start")
     return start is None or _process_start(pid) in (None, start)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mimicdata.storage import pid_alive
+
 MAGIC = 0x4D494D49434C4F47  # "MIMICLOG"
 HEADER_BYTES = 4096
 # header words (int64); producer words on one cache line, consumer words on another
@@ -178,18 +180,6 @@ class Control:
             pass
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(folder: Path | None = None) -> list[Path]:
     """Remove ring/control files left behind when both a logging process and its writer were killed."""
     folder = folder or ring_dir()
@@ -204,7 +194,7 @@ def sweep_stale(folder: Path | None = None) -> list[Path]:
             control.close()
         except (ValueError, OSError):
             continue
-        if _pid_alive(owner) or _pid_alive(writer):
+        if pid_alive(owner) or pid_alive(writer):
             continue
         for path in [control_path, *folder.glob(f"{prefix}-*.ring")]:
             path.unlink(missing_ok=True)
