@@ -365,7 +365,9 @@ def open(url: str | Path, mode: str = "r", *, break_lock: bool = False,
     try:
         root = zarr.open_group(store=zstore, mode="r" if mode == "r" else "r+")
     except FileNotFoundError:
-        raise StoreNotFoundError(f"no store at {loc}: no zarr.json (not a Zarr store)") from None
+        inside = sorted(p.name for p in loc.path.iterdir() if (p / "zarr.json").is_file()) if loc.path else []
+        hint = f"; it holds the store(s) {', '.join(inside)}" if inside else ""
+        raise StoreNotFoundError(f"no store at {loc}: no zarr.json (not a Zarr store){hint}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise CorruptStoreError(f"{loc}: cannot read the root zarr.json ({exc})") from None
     meta = root.attrs.asdict().get(META)
@@ -397,6 +399,8 @@ def _open_stream(store: Store, name: str) -> Stream:
         group = store.root[name]
     except KeyError:
         raise CorruptStoreError(f"{store.location}: stream {name!r} is listed but its group is missing") from None
+    except (ValueError, TypeError) as exc:  # a damaged zarr.json
+        raise CorruptStoreError(f"{store.location}: cannot read the metadata of stream {name!r} ({exc})") from None
     meta = dict(group.attrs.asdict().get(META) or {})
     if not meta.get("schema") or "version" not in meta:
         raise CorruptStoreError(f"{store.location}: stream {name!r} has no schema metadata")
@@ -449,6 +453,8 @@ def _check_stream(store: Store, stream: Stream) -> None:
             arr = stream.group[phys]
         except KeyError:
             raise CorruptStoreError(f"{where}: array {phys!r} is listed but missing") from None
+        except (ValueError, TypeError) as exc:
+            raise CorruptStoreError(f"{where}: cannot read the metadata of array {phys!r} ({exc})") from None
         if arr.shape[0] < stream.committed_rows:  # type: ignore[union-attr]
             raise CorruptStoreError(f"{where}/{phys}: {arr.shape[0]} rows stored but "  # type: ignore[union-attr]
                                     f"{stream.committed_rows} committed")

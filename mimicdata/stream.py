@@ -117,6 +117,9 @@ class Stream:
                 self._arrays[phys] = self.group[phys]  # type: ignore[assignment]
             except KeyError:
                 raise KeyError(f"stream {self.name!r} has no stored field {name!r}; fields: {self.fields}") from None
+            except (ValueError, TypeError) as exc:  # a damaged zarr.json
+                raise CorruptStoreError(f"{self.store.location}: cannot read the metadata of array "
+                                        f"{self.name}/{phys} ({exc})") from None
         return self._arrays[phys]
 
     def _read_physical(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -132,3 +132,19 @@ def test_demo_writes_a_store_and_prints_inspect_and_query(tmp_path: Path) -> Non
     again = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--seconds", "1"])
     assert again.exit_code == 1 and "--overwrite" in again.output
     shutil.rmtree(tmp_path / "demo")
+
+
+@pytest.mark.parametrize("damage", ["observations/zarr.json", "actions/kps/zarr.json", "zarr.json"])
+def test_damaged_metadata_is_one_clear_error(log: Path, damage: str) -> None:
+    path = log / damage
+    path.write_text(path.read_text()[:60])  # a metadata file cut short
+    for command in (["inspect", str(log)], ["validate", str(log)], ["query", str(log), "select 1 as x from actions"]):
+        result = runner.invoke(app, command)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, (command, result.output)
+        assert lines[0].startswith("error:") and ("metadata" in lines[0] or "root zarr.json" in lines[0])
+
+
+def test_a_folder_of_stores_is_named_in_the_error(log: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(log.parent)])
+    assert result.exit_code == 1 and "it holds the store(s) log.zarr" in result.output
