@@ -53,7 +53,11 @@ def print_inspect(info: dict[str, Any]) -> None:
     if info.get("fps"):
         echo(f"  fps {info['fps']:g}")
     for key, value in (info.get("attrs") or {}).items():
-        echo(f"  attr {key} = {value}")
+        text = str(value)
+        if len(text) > 100:  # big attributes (statistics, settings): the --json output has them whole
+            kind = f"{len(value)} keys" if isinstance(value, dict) else f"{len(text)} characters"
+            text = f"{text[:70]}... ({kind}; see --json)"
+        echo(f"  attr {key} = {text}")
     for warning in info.get("warnings", []):
         echo(f"  warning: {warning}")
     check = info.get("fps_check")

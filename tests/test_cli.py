@@ -148,3 +148,9 @@ def test_damaged_metadata_is_one_clear_error(log: Path, damage: str) -> None:
 def test_a_folder_of_stores_is_named_in_the_error(log: Path) -> None:
     result = runner.invoke(app, ["inspect", str(log.parent)])
     assert result.exit_code == 1 and "it holds the store(s) log.zarr" in result.output
+
+
+def test_convert_of_a_missing_input_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["convert", str(tmp_path / "nope"), str(tmp_path / "out.zarr")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert not (tmp_path / "out.zarr").exists()

@@ -48,6 +48,8 @@ def converter(name: str) -> ModuleType:
 
 def detect_format(path: str | Path) -> str:
     """Guess the format of an input path."""
+    if "://" not in str(path) and not Path(path).exists():
+        raise FileNotFoundError(f"{path} does not exist")
     for name in FORMATS:
         try:
             module = converter(name)
