@@ -10,12 +10,26 @@ import typer
 
 from mimicdata.errors import MimicDataError
 
+# optional packages -> the extra of pyproject.toml that installs them
+EXTRAS = {"mujoco": "sim", "matplotlib": "sim", "av": "sim", "torch": "train", "jax": "train", "optax": "train",
+          "s3fs": "s3"}
+
 
 @contextmanager
 def fail_on_error() -> Iterator[None]:
     """Turn library errors (and the OS errors a bad path gives) into one line on stderr and exit 1."""
     try:
         yield
+    except ModuleNotFoundError as exc:  # an optional dependency: say which extra brings it
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        if extra is not None:
+            typer.echo(f"error: this needs the optional package {top!r}: pip install 'mimicdata[{extra}]'", err=True)
+        elif "pip install" in str(exc):  # the library already said which extra to install
+            typer.echo(f"error: {exc}", err=True)
+        else:
+            raise
+        raise typer.Exit(1) from None
     except (MimicDataError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

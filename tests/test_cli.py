@@ -154,3 +154,13 @@ def test_convert_of_a_missing_input_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["convert", str(tmp_path / "nope"), str(tmp_path / "out.zarr")])
     assert result.exit_code == 1 and "does not exist" in result.output
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_missing_optional_package_names_its_extra(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # as if MuJoCo were not installed
+    monkeypatch.delitem(sys.modules, "mimicdata.sim.g1_loop", raising=False)
+    result = runner.invoke(app, ["demo", str(log.parent / "demo")])
+    assert result.exit_code == 1
+    assert "pip install 'mimicdata[sim]'" in result.output
