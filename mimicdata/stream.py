@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from mimicdata.chunkwrite import Encoder, chunk_encoder, encode_rows
 from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
 from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
 from mimicdata.schema import FieldSpec, StreamSpec
@@ -43,6 +45,8 @@ class Stream:
         # visible field name -> (array name on disk, transform) for stores read through a migration
         self.aliases = aliases or {}
         self._arrays: dict[str, zarr.Array] = {}
+        self._encoders: dict[str, Encoder | None] = {}   # fast whole-chunk encoders (chunkwrite)
+        self._tails: dict[str, np.ndarray] = {}            # committed rows of each array's last partial chunk
 
     # ------------------------------------------------------------------------------------- properties
     @property
@@ -296,12 +300,60 @@ class Stream:
                     present.append(name)
                 else:
                     arrays[name] = self.array(name)
-            _write_rows(arrays, data, start, stop)
+            tails = self._write_rows(arrays, data, start, stop)
             meta = dict(self.meta, committed_rows=stop, fields_present=present)
             if new_cats:
                 meta["categories"] = {**self.meta.get("categories", {}), **new_cats}
             self._commit(meta)
+            self._tails.update(tails)  # only now are those rows committed
             return n
+
+    def _write_rows(self, arrays: dict[str, zarr.Array], data: dict[str, np.ndarray], start: int,
+                    stop: int) -> dict[str, np.ndarray]:
+        """Write rows ``[start, stop)`` of every field, all fields concurrently; returns the new chunk tails.
+
+        Arrays whose codec chain :mod:`mimicdata.chunkwrite` knows get their touched chunks encoded here
+        and stored whole (data first, then the new shape); others go through zarr's own write path.
+        """
+        blobs: list[tuple[str, bytes]] = []
+        tails: dict[str, np.ndarray] = {}
+        fast, slow = [], []
+        for name, arr in arrays.items():
+            if name not in self._encoders:
+                self._encoders[name] = chunk_encoder(arr)
+            encoder = self._encoders[name]
+            if encoder is None:
+                slow.append(name)
+                continue
+            pairs, tails[name] = encode_rows(arr, encoder, self._tail(name, arr, start), data[name], start,
+                                             fill=arr.fill_value)
+            blobs += pairs
+            fast.append(name)
+        prototype = default_buffer_prototype()
+
+        async def grow_and_write(arr: zarr.Array, values: np.ndarray) -> None:
+            if arr.shape[0] < stop:
+                await arr._async_array.resize((stop, *arr.shape[1:]))
+            await arr._async_array.setitem(slice(start, stop), values)
+
+        async def everything() -> None:
+            zstore = self.store.zstore
+            await asyncio.gather(*(zstore.set(key, prototype.buffer.from_bytes(blob)) for key, blob in blobs),
+                                 *(grow_and_write(arrays[k], data[k]) for k in slow))
+            # the new shape only after the chunks it makes visible are stored
+            await asyncio.gather(*(arrays[k]._async_array.resize((stop, *arrays[k].shape[1:]))
+                                   for k in fast if arrays[k].shape[0] < stop))
+
+        sync(everything())
+        return tails
+
+    def _tail(self, name: str, arr: zarr.Array, start: int) -> np.ndarray:
+        """Committed rows of the chunk holding row ``start`` that come before it (cached between appends)."""
+        first = start - start % arr.chunks[0]
+        cached = self._tails.get(name)
+        if cached is not None and len(cached) == start - first:
+            return cached
+        return np.asarray(arr[first:start]) if start > first else np.zeros((0, *arr.shape[1:]), arr.dtype)
 
     def _commit(self, meta: dict[str, Any]) -> None:
         """Atomically replace the stream's zarr.json: the single point at which rows become visible."""
@@ -312,26 +364,14 @@ class Stream:
         """Drop rows past ``rows`` (used to discard an unfinished segment after a crash)."""
         self._require_writable()
         with self.store._write_guard:
+            self._tails.clear()
             self._commit(dict(self.meta, committed_rows=int(rows)))
             self._trim_arrays()
 
     def _trim_arrays(self) -> None:
         """Shrink arrays to the committed length so plain Zarr readers see exactly the committed rows."""
+        self._tails.clear()
         for name in self.meta.get("fields_present", []):
             arr = self.array(name)
             if arr.shape[0] != self.committed_rows:
                 arr.resize((self.committed_rows, *arr.shape[1:]))
-
-
-def _write_rows(arrays: dict[str, zarr.Array], data: dict[str, np.ndarray], start: int, stop: int) -> None:
-    """Grow every array to ``stop`` rows and write ``[start, stop)``, all fields concurrently."""
-
-    async def one(arr: zarr.Array, values: np.ndarray) -> None:
-        if arr.shape[0] < stop:
-            await arr._async_array.resize((stop, *arr.shape[1:]))
-        await arr._async_array.setitem(slice(start, stop), values)
-
-    async def all_fields() -> None:
-        await asyncio.gather(*(one(arrays[k], data[k]) for k in data))
-
-    sync(all_fields())

@@ -41,7 +41,7 @@ def chunk_files(root: Path) -> dict[str, bytes]:
 
 def test_async_and_sync_saving_write_the_same_bytes(tmp_path):
     sync_rec, async_rec = make(tmp_path / "sync.zarr"), make(tmp_path / "async.zarr")
-    async_rec.enable_async_saving(max_queue_size=3)
+    async_rec.enable_async_saving(max_queue_size=10)  # room for all: no synchronous fallback here
     lengths = (7, 12, 3, 30, 9)
     for e, n in enumerate(lengths):
         fill(sync_rec, e, n)
