@@ -1,8 +1,9 @@
 """A stream: a table of rows stored as one Zarr array per field, with a commit protocol.
 
 Commit protocol (what makes a killed writer harmless):
-1. grow the arrays to the new length (zarr writes the new shape first, so the tail is fill values),
-2. write the new rows' chunks (each chunk file is replaced atomically),
+1. store the chunks holding the new rows (each chunk file is replaced atomically; whole chunks are
+   encoded here, see :mod:`mimicdata.chunkwrite`),
+2. grow the arrays' shapes to the new length,
 3. commit: rewrite the stream's ``zarr.json`` (atomically) with the new ``committed_rows``.
 Readers only ever look at ``[0, committed_rows)``; anything after it is the batch that was in flight.
 Opening for append trims it away. A stream that is segmented by another (episode frames) is visible
