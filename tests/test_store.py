@@ -283,8 +283,20 @@ def test_lock_of_a_killed_but_unreaped_writer_is_stale(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
     proc.kill()
-    import time
-
-    time.sleep(0.2)  # not waited for: the child is a zombie now, still in the process table
+    stat = Path(f"/proc/{proc.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # dead but not reaped: still in the table
+        os.sched_yield()
     md.open(path, "a").close()
     proc.wait()
+
+
+def test_declared_fields_of_a_stream_without_rows_read_as_zero_rows(tmp_path: Path) -> None:
+    store = md.create(tmp_path / "e.zarr", ["observations", "actions"], robot="g1_29dof", fps=50, dims={"obs": 8})
+    store.close()
+    store = md.open(tmp_path / "e.zarr")
+    acts = store["actions"]
+    assert acts.num_rows == 0 and acts["counter_step"].shape == (0,)
+    assert acts["kps"].shape == (0, 29) and acts["kps"].dtype == np.float32
+    assert store["observations"]["full_obs"].shape == (0, 8)
+    with pytest.raises(KeyError, match="no field 'nope'"):
+        acts["nope"]
