@@ -14,6 +14,7 @@ from mimicdata.convert import detect_format
 from mimicdata.convert import mcap as mc
 from mimicdata.errors import StoreExistsError, ValidationError
 from mimicdata.schema import load_robot
+from mimicdata.stream import Stream
 
 pytest.importorskip("mcap_ros2")
 from mcap_ros2.writer import Writer
@@ -66,6 +67,10 @@ def write_bag(path: Path, *, seconds: float = 1.0, names: list[str] | None = Non
     with open(path, "wb") as f:
         w = Writer(f, chunk_size=chunk_size)
         sch = {k: w.register_msgdef(k, v) for k, v in MSGDEFS.items()}
+        # A JSON topic beside the ROS 2 ones (foxglove bridges write these): not decodable as CDR.
+        json_schema = w._writer.register_schema("Status", "jsonschema", b'{"type": "object"}')
+        json_channel = w._writer.register_channel("/status_json", "json", json_schema)
+        w._writer.add_message(json_channel, log_time=T0, data=b'{"ok": true}', publish_time=T0)
         events = []
         for rate, topic in ((500, "/joint_states"), (200, "/imu/data"), (50, "/odom"), (10, "/battery"), (5, "/log")):
             events += [(T0 + k * 1_000_000_000 // rate, topic, k) for k in range(int(seconds * rate))]
@@ -107,11 +112,22 @@ def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_topics_become_streams_at_their_own_rates(bag: Path, tmp_path: Path) -> None:
+def test_topics_become_streams_at_their_own_rates(bag: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert detect_format(bag) == "mcap"
-    report = mc.convert(bag, tmp_path / "out.zarr", batch_rows=64)  # several batches per topic
+    batches: list[int] = []
+    append = Stream.append
+
+    def counting_append(self: Stream, batch: dict) -> int:
+        batches.append(len(batch["timestamp"]))
+        return append(self, batch)
+
+    monkeypatch.setattr(Stream, "append", counting_append)
+    report = mc.convert(bag, tmp_path / "out.zarr", batch_rows=64)
+    assert max(batches) == 64 and len(batches) == 4 + 2 + 1 + 1  # written in bounded batches as it reads
+    monkeypatch.undo()
     assert report.ok and report.rows == {"joint_states": 200, "imu_data": 80, "odom": 20, "battery": 4}
-    assert report.details["skipped"] == {"/log": "std_msgs/msg/String: no numeric fields"}
+    assert report.details["skipped"] == {"/log": "std_msgs/msg/String: no numeric fields",
+                                         "/status_json": "Status: not a ROS 2 (CDR) topic (message encoding 'json')"}
     with md.open(tmp_path / "out.zarr") as store:
         js, imu = store["joint_states"], store["imu_data"]
         assert js.fps == pytest.approx(500) and imu.fps == pytest.approx(200) and store["odom"].fps == pytest.approx(50)

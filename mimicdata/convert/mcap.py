@@ -152,6 +152,7 @@ class _Topic:
     stream: Any = None
     layout: dict[str, tuple[str, tuple[int, ...]]] | None = None  # field -> (dtype, shape)
     skipped: str | None = None
+    decode: Any = None  # bytes -> decoded message
     written: int = 0
     fps: float | None = None
 
@@ -229,13 +230,34 @@ def _flush(store: Any, topic: _Topic) -> None:
 
 
 # ------------------------------------------------------------------------------------- reading
-def _messages(src: Path) -> Iterator[tuple[Any, Any, Any, Any]]:
+def _decoder_factory() -> Any:
     try:
-        from mcap.exceptions import McapError
-        from mcap.reader import make_reader
         from mcap_ros2.decoder import DecoderFactory
     except ModuleNotFoundError:  # pragma: no cover - the extra is part of dev
         raise MimicDataError("reading MCAP needs the mcap extra: pip install 'mimicdata[mcap]'") from None
+    return DecoderFactory()
+
+
+def _new_topic(schema: Any, channel: Any, factory: Any, topics: dict[int, _Topic], joint_names: list[str]) -> _Topic:
+    kind = schema.name if schema is not None else ""
+    topic = _Topic(channel.topic, kind, stream_name(channel.topic, {t.name for t in topics.values()}))
+    if kind == JOINT_STATE:
+        topic.joints = JointOrder(joint_names, channel.topic)
+    try:
+        topic.decode = factory.decoder_for(channel.message_encoding, schema)
+    except Exception as exc:  # a schema text the ROS 2 parser rejects
+        topic.skipped = f"its schema cannot be parsed ({type(exc).__name__}: {exc})"
+    else:
+        if topic.decode is None:
+            topic.skipped = f"not a ROS 2 (CDR) topic (message encoding {channel.message_encoding!r})"
+    return topic
+
+
+def _messages(src: Path) -> Iterator[tuple[Any, Any, Any]]:
+    """(schema, channel, message) in log-time order; any reading failure becomes one McapFormatError."""
+    _decoder_factory()  # the extra is there
+    from mcap.reader import make_reader
+
     try:
         with open(src, "rb") as f:
             head = f.read(len(MAGIC))
@@ -249,17 +271,11 @@ def _messages(src: Path) -> Iterator[tuple[Any, Any, Any, Any]]:
                 raise McapFormatError(f"{src}: truncated MCAP bag ({size} bytes, no footer at the end); the recording "
                                       "was cut off (`mcap recover` can salvage the complete chunks)")
             f.seek(0)
-            reader = make_reader(f, validate_crcs=True, decoder_factories=[DecoderFactory()])
-            yield from reader.iter_decoded_messages(log_time_order=True)
+            reader = make_reader(f, validate_crcs=True)
+            yield from reader.iter_messages(log_time_order=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{src} does not exist") from None
-    except McapFormatError:
-        raise
-    except (McapError, EOFError, ValueError, KeyError, IndexError, OSError) as exc:
-        if isinstance(exc, MimicDataError):
-            raise
-        raise McapFormatError(f"{src}: corrupted MCAP bag: {type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # decompression / CDR decoding errors come as many types
+    except Exception as exc:  # McapError, CRC, decompression and struct errors come as many types
         if isinstance(exc, MimicDataError):
             raise
         raise McapFormatError(f"{src}: corrupted MCAP bag: {type(exc).__name__}: {exc}") from None
@@ -289,16 +305,18 @@ def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, robot:
     topics: dict[int, _Topic] = {}
     try:
         joint_names = list(store.robot.joint_names) if store.robot else []
-        for number, (schema, channel, message, decoded) in enumerate(_messages(src)):
+        factory = _decoder_factory()
+        for number, (schema, channel, message) in enumerate(_messages(src)):
             topic = topics.get(channel.id)
             if topic is None:
-                kind = schema.name if schema is not None else ""
-                topic = topics[channel.id] = _Topic(channel.topic, kind, stream_name(
-                    channel.topic, {t.name for t in topics.values()}))
-                if kind == JOINT_STATE:
-                    topic.joints = JointOrder(joint_names, channel.topic)
+                topic = topics[channel.id] = _new_topic(schema, channel, factory, topics, joint_names)
             if topic.skipped:
                 continue
+            try:
+                decoded = topic.decode(message.data)
+            except Exception as exc:  # CDR decoding errors come as many types
+                raise McapFormatError(f"{src}: corrupted MCAP bag: message {number} on {channel.topic} cannot be "
+                                      f"decoded as {topic.type} ({type(exc).__name__}: {exc})") from None
             topic.rows.append(_row(topic, decoded, message.log_time, number))
             if len(topic.rows) >= batch_rows:
                 _flush(store, topic)
