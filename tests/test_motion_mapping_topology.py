@@ -23,9 +23,10 @@ CMU = {"pelvis": "Hips", "spine": "Spine", "chest": "Spine1", "neck": "Neck", "h
 BLENDER_ISSUE = {"pelvis": "pelvis", "spine": "spine", "chest": "chest", "neck": "neck", "head": "head",
                  "hipjoint": None, "thigh": "thigh.{s}", "shin": "shin.{s}", "foot": "foot.{s}", "toe": None,
                  "clavicle": None, "upperarm": "upper_arm.{s}", "forearm": "forearm.{s}", "hand": None}
-RIGIFY = {**BLENDER_ISSUE, "pelvis": "spine", "spine": "spine.001", "chest": "spine.003", "neck": "spine.004",
-          "head": "spine.006", "toe": "toe.{s}", "clavicle": "shoulder.{s}", "hand": "hand.{s}",
-          "finger": "f_{f}.0{k}.{s}"}
+# Rigify metarig: a root bone on the floor, short side bones (pelvis.L, breast.L, heel.02.L) beside the limbs.
+RIGIFY = {**BLENDER_ISSUE, "reference": "root", "pelvis": "spine", "spine": "spine.001", "chest": "spine.003",
+          "neck": "spine.004", "head": "spine.006", "toe": "toe.{s}", "clavicle": "shoulder.{s}", "hand": "hand.{s}",
+          "finger": "f_{f}.0{k}.{s}", "extras": "{{part}}.{s}"}
 SMPL = {"pelvis": "pelvis", "spine": "spine1", "chest": "spine3", "neck": "neck", "head": "head", "hipjoint": None,
         "thigh": "{l}_hip", "shin": "{l}_knee", "foot": "{l}_ankle", "toe": "{l}_foot", "clavicle": "{l}_collar",
         "upperarm": "{l}_shoulder", "forearm": "{l}_elbow", "hand": "{l}_wrist"}
@@ -86,13 +87,26 @@ def humanoid_bvh(rig: dict[str, str | None], *, fingers: bool = False, facing_de
             out = [(name, off, out)]
         return out
 
+    def extra(part: str, side: str, offset: tuple[float, float, float]) -> list:
+        if not rig.get("extras"):
+            return []
+        sx = 1.0 if side == "left" else -1.0
+        name = _name(rig["extras"], side).format(part=part)
+        return [(name, (sx * offset[0], offset[1], offset[2]), [(None, (sx * 3.0, 0.0, 4.0), [])])]
+
     def leg(side: str) -> list:
         x = 9.0 if side == "left" else -9.0
         parts = [(_name(rig["hipjoint"], side) if rig["hipjoint"] else None, (0.0, 0.0, 0.0)),
                  (_name(rig["thigh"], side), (x, -6.0, 0.0)), (_name(rig["shin"], side), (0.0, -42.0, 1.0)),
                  (_name(rig["foot"], side), (0.0, -41.0, -2.0)),
                  (_name(rig["toe"], side) if rig["toe"] else None, (0.0, -7.0, 13.0))]
-        return chain(parts, [(None, (0.0, 0.0, 5.0), [])] if rig["toe"] else [])
+        nodes = chain(parts, [(None, (0.0, 0.0, 5.0), [])] if rig["toe"] else [])
+        if rig.get("extras"):  # heel.02 beside the toe, under the foot
+            foot = nodes[0]
+            while foot[0] != _name(rig["foot"], side):
+                foot = foot[2][0]
+            foot[2].extend(extra("heel.02", side, (0.0, -2.0, -6.0)))
+        return nodes
 
     def arm(side: str) -> list:
         sx = 1.0 if side == "left" else -1.0
@@ -112,9 +126,15 @@ def humanoid_bvh(rig: dict[str, str | None], *, fingers: bool = False, facing_de
         return chain(parts, hand_tail)
 
     head = [(rig["head"], (0.0, 10.0, 1.0), [(None, (0.0, 16.0, 0.0), [])])]
-    chest_kids = [(rig["neck"], (0.0, 20.0, 0.0), head), *arm("left"), *arm("right")]
+    chest_kids = [(rig["neck"], (0.0, 20.0, 0.0), head), *arm("left"), *arm("right"),
+                  *extra("breast", "left", (10.0, 5.0, 8.0)), *extra("breast", "right", (10.0, 5.0, 8.0))]
     spine = [(rig["spine"], (0.0, 10.0, 0.0), [(rig["chest"], (0.0, 22.0, -1.0), chest_kids)])]
-    joint(rig["pelvis"], (0.0, 0.0, 0.0), [*leg("left"), *leg("right"), *spine], 0, root=True)
+    hips = [*leg("left"), *leg("right"), *spine, *extra("pelvis", "left", (10.0, 5.0, 5.0)),
+            *extra("pelvis", "right", (10.0, 5.0, 5.0))]
+    if rig.get("reference"):  # a floor-level root above the pelvis
+        joint(rig["reference"], (0.0, 0.0, 0.0), [(rig["pelvis"], (0.0, 0.0, 0.0), hips)], 0, root=True)
+    else:
+        joint(rig["pelvis"], (0.0, 0.0, 0.0), hips, 0, root=True)
     rng = np.random.default_rng(seed)
     values = rng.uniform(-8.0, 8.0, (frames, sum(channels)))
     t = np.arange(frames)
@@ -169,8 +189,9 @@ def test_point_cloud_skeleton_still_maps_by_names(shared_data: Path) -> None:
 @pytest.mark.parametrize(("rig", "fingers"), [
     (BLENDER_ISSUE, False), (RIGIFY, True), (SMPL, False), (LAFAN, False), (CMU_ORIGINAL, True),
     (MOCAPBANK_ENDS, False), (CMU, True), (ANONYMOUS, True), (ANONYMOUS, False),
+    ({**ANONYMOUS, "extras": "j_{{part}}_{s}", "reference": "j_root", "toe": None, "hand": None}, True),
 ], ids=["blender_issue", "rigify_fingers", "smpl", "lafan", "cmu_hipjoint_fingers", "mocapbank_end_sites",
-        "mixamo_fingers", "renamed_fingers", "renamed"])
+        "mixamo_fingers", "renamed_fingers", "renamed", "renamed_side_bones_end_sites"])
 def test_synthetic_rigs_need_no_mapping_file(tmp_path: Path, rig: dict, fingers: bool) -> None:
     motion = read_bvh(write(tmp_path, humanoid_bvh(rig, fingers=fingers)))
     mapping = resolve_mapping(motion)
