@@ -11,7 +11,8 @@ No ROS install is needed: messages are decoded from the schemas stored in the ba
   ``_`` (``sensor_msgs/Imu``: ``orientation`` (wxyz), ``angular_velocity``, ``linear_acceleration``,
   their covariances; ``nav_msgs/Odometry``: ``position``, ``orientation``, ``linear_velocity``,
   ``angular_velocity``, ``pose_covariance``, ``twist_covariance``). ``x, y, z`` messages become
-  3-vectors and quaternions wxyz 4-vectors. Strings are left out; a topic with no numeric field,
+  3-vectors and quaternions wxyz 4-vectors; an array of messages (Unitree ``LowState.motor_state``)
+  gives one array per numeric sub-field (``motor_state_q``). Strings are left out; a topic with no numeric field,
   or whose arrays change length, is skipped and listed in the report.
 - Times: ``timestamp`` is the bag's receive time (``log_time``) and ``header_stamp`` the message's
   header stamp, both int64 ns since the Unix epoch. A stream's ``fps`` is its median rate.
@@ -88,6 +89,14 @@ def flatten(message: Any, prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, (list, tuple, np.ndarray)) and all(_is_number(v) for v in value):
             arr = np.asarray(value)
             out[name] = arr.astype(np.float64 if arr.dtype.kind == "f" or arr.size == 0 else arr.dtype)
+        elif isinstance(value, (list, tuple)) and value and all(type(v) is type(value[0]) for v in value) \
+                and getattr(type(value[0]), "__slots__", ()):
+            # An array of messages (Unitree LowState's motor_state[35]): one array per numeric sub-field.
+            items = [flatten(v) for v in value]
+            for key in items[0]:
+                parts = [np.asarray(item.get(key)) for item in items]
+                if all(p.shape == parts[0].shape and p.dtype != object for p in parts):
+                    out[f"{name}_{key}"] = np.stack(parts)
     return out
 
 
