@@ -216,6 +216,14 @@ def test_renamed_rig_sides_come_from_geometry_whichever_way_it_faces(tmp_path: P
     assert resolve_mapping(motion).points == expected(ANONYMOUS)
 
 
+def test_a_reference_root_far_from_the_body_does_not_matter(tmp_path: Path) -> None:
+    motion = read_bvh(write(tmp_path, humanoid_bvh(ANONYMOUS, fingers=True)))
+    far = np.broadcast_to([5.0, 8.0, 0.0], (motion.num_frames, 1, 3))  # a world-origin root, metres away
+    parents = [-1] + [p + 1 if p >= 0 else 0 for p in motion.parents]
+    found = find_humanoid(parents, np.concatenate([far, motion.positions], axis=1)).keypoints()
+    assert {k: motion.names[j - 1] for k, j in found.items()} == expected(ANONYMOUS)
+
+
 def test_names_decide_sides_when_they_say_them(tmp_path: Path) -> None:
     # .L/.R written the other way round from the geometry: the names are believed.
     text = humanoid_bvh(BLENDER_ISSUE).replace(".L", ".X").replace(".R", ".L").replace(".X", ".R")

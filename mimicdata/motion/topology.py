@@ -4,8 +4,9 @@ A humanoid's hierarchy has two mirrored pairs of long chains: the legs, branchin
 and the arms, branching at the chest. They are found without names:
 
 1. A *limb pair* is two sibling subtrees that each reach at least a quarter of the skeleton's
-   longest root-to-leaf path, reach about as far as each other, and hold no limb pair themselves
-   (so the spine, which holds the arms, never pairs with a leg; fingers and toes are too short).
+   size (the longest path down from a branching point), reach about as far as each other, and
+   hold no limb pair themselves (so the spine, which holds the arms, never pairs with a leg;
+   fingers and toes are too short).
 2. Of the two pairs, the legs are the one whose ends are lower (feet below hands), or, when the
    heights do not settle it, the one nearer the root.
 3. Each limb is the path from the branch to its farthest leaf, with points that coincide with the
@@ -130,7 +131,9 @@ def find_humanoid(parents: Sequence[int], positions: np.ndarray, hints: Hints | 
         for c in kids[j]:
             if length[c] + down[c] > down[j] or farthest[j] is None:
                 down[j], farthest[j] = length[c] + down[c], c
-    scale = max((down[j] for j in order if not 0 <= parents[j] < num), default=0.0)
+    # The body's size: the longest path down from a branching point (the pelvis, usually). Not from the
+    # root: a reference root may sit anywhere (on the floor, at the world origin metres away).
+    scale = max((down[j] for j in order if len(kids[j]) >= 2), default=0.0)
     if scale <= 0:
         raise TopologyError("the skeleton has no extent (all points coincide)")
     pairs = _limb_pairs(kids, order, length, down, scale)
