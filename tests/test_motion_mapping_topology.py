@@ -224,6 +224,13 @@ def test_a_reference_root_far_from_the_body_does_not_matter(tmp_path: Path) -> N
     assert {k: motion.names[j - 1] for k, j in found.items()} == expected(ANONYMOUS)
 
 
+def test_renamed_rig_upside_down_keeps_its_sides(tmp_path: Path) -> None:
+    motion = read_bvh(write(tmp_path, humanoid_bvh(ANONYMOUS, fingers=True, seed=5)))
+    handstand = motion.positions * np.array([1.0, -1.0, -1.0])  # turned 180 deg about x: hands below feet
+    found = find_humanoid(motion.parents, handstand).keypoints()
+    assert {k: motion.names[j] for k, j in found.items()} == expected(ANONYMOUS)
+
+
 def test_names_decide_sides_when_they_say_them(tmp_path: Path) -> None:
     # .L/.R written the other way round from the geometry: the names are believed.
     text = humanoid_bvh(BLENDER_ISSUE).replace(".L", ".X").replace(".R", ".L").replace(".X", ".R")

@@ -7,8 +7,9 @@ and the arms, branching at the chest. They are found without names:
    size (the longest path down from a branching point), reach about as far as each other, and
    hold no limb pair themselves (so the spine, which holds the arms, never pairs with a leg;
    fingers and toes are too short).
-2. Of the two pairs, the legs are the one whose ends are lower (feet below hands), or, when the
-   heights do not settle it, the one nearer the root.
+2. Of the two pairs, the legs are the one that branches above the other in the hierarchy (rigs
+   are rooted at the hips, so a handstand clip does not fool it), else the one whose ends are
+   lower (feet below hands).
 3. Each limb is the path from the branch to its farthest leaf, with points that coincide with the
    previous one dropped (zero-length End Sites, zero-offset hip joints). Hip, knee, ankle, toe
    (or shoulder, elbow, wrist) are the increasing positions along it that score best by: names
@@ -16,8 +17,8 @@ and the arms, branching at the chest. They are found without names:
    thigh + shin (upper arm + forearm) — so a clavicle or a hand bone is left out, and a leg or an
    arm that ends in an End Site takes it as the toe or wrist.
 4. Left and right come from names when both chains of a pair say it, else from geometry: the
-   character's left is up x forward, forward being where the toes point (ankle -> toe), taken
-   frame by frame in the Z-up world.
+   character's left is up x forward, up being the body's (pelvis -> chest) and forward where the
+   toes point (ankle -> toe), frame by frame.
 
 Everything is a median over (a subsample of) frames, so a pose or a glitch does not decide.
 """
@@ -152,9 +153,9 @@ def find_humanoid(parents: Sequence[int], positions: np.ndarray, hints: Hints | 
                                     f"{', '.join(LEG_PARTS if what == 'leg' else ARM_PARTS)}")
     leg_parts = [p for p in legs if p is not None]
     arm_parts = [p for p in arms if p is not None]
-    forward = _forward(pos, leg_parts)
-    leg_sides = _sides(chains[legs_pair], [p["hip"] for p in leg_parts], sides, pos, forward, "legs")
-    arm_sides = _sides(chains[arms_pair], [p["shoulder"] for p in arm_parts], sides, pos, forward, "arms")
+    left = _left_direction(pos, legs_pair[0], arms_pair[0], leg_parts)
+    leg_sides = _sides(chains[legs_pair], [p["hip"] for p in leg_parts], sides, pos, left, "legs")
+    arm_sides = _sides(chains[arms_pair], [p["shoulder"] for p in arm_parts], sides, pos, left, "arms")
 
     def limbs(pair: tuple[int, int, int], placed: list[dict[str, int]], side: tuple[str, str]) -> tuple[Limb, Limb]:
         made = [Limb(branch=pair[0], chain=tuple(chains[pair][k]), parts=placed[k], side=side[k]) for k in range(2)]
@@ -199,12 +200,18 @@ def _chain(branch: int, start: int, farthest: list[int | None], pos: np.ndarray,
 
 def _legs_first(pairs: list[tuple[int, int, int]], chains: dict, parents: Sequence[int], pos: np.ndarray,
                 scale: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """Order the two pairs as (legs, arms): lower ends first, else the pair nearer the root."""
+    """Order the two pairs as (legs, arms): the pair whose branch is above the other's in the
+    hierarchy (rigs are rooted at the hips), else the pair whose ends are lower (feet below hands)."""
     a, b = pairs
+    if _is_ancestor(a[0], b[0], parents):
+        return a, b
+    if _is_ancestor(b[0], a[0], parents):
+        return b, a
     height = {p: float(np.median(pos[:, [c[-1] for c in chains[p] if c], 2].mean(axis=1))) for p in pairs}
-    if abs(height[a] - height[b]) >= 0.1 * scale:
-        return (a, b) if height[a] < height[b] else (b, a)
-    return (a, b) if _is_ancestor(a[0], b[0], parents) else (b, a)
+    if abs(height[a] - height[b]) < 0.1 * scale:
+        raise TopologyError("cannot tell the legs from the arms: neither pair branches above the other and "
+                            "their ends are at the same height")
+    return (a, b) if height[a] < height[b] else (b, a)
 
 
 def _is_ancestor(a: int, b: int, parents: Sequence[int]) -> bool:
@@ -249,22 +256,27 @@ def _name_score(chain: list[int], idx: tuple[int, ...], parts: tuple[str, ...], 
     return score
 
 
-def _forward(pos: np.ndarray, legs: list[dict[str, int]]) -> np.ndarray:
-    """Per-frame horizontal forward unit vector (T, 2) from ankle -> toe; NaN where the feet are vertical."""
-    toes = sum(pos[:, leg["toe"], :2] - pos[:, leg["ankle"], :2] for leg in legs)
-    norm = np.linalg.norm(toes, axis=-1, keepdims=True)
+def _left_direction(pos: np.ndarray, pelvis: int, chest: int, legs: list[dict[str, int]]) -> np.ndarray:
+    """Per-frame unit vector (T, 3) to the character's left: body up (pelvis -> chest) x forward
+    (ankle -> toe). Body up, not world up, so a handstand or a lying pose keeps its sides. NaN where
+    the feet show no forward direction."""
+    forward = sum(pos[:, leg["toe"]] - pos[:, leg["ankle"]] for leg in legs)
+    left = np.cross(pos[:, chest] - pos[:, pelvis], forward)
+    norm = np.linalg.norm(left, axis=-1, keepdims=True)
+    scale = np.linalg.norm(pos[:, chest] - pos[:, pelvis], axis=-1, keepdims=True) * np.linalg.norm(
+        forward, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 1e-9, toes / norm, np.nan)
+        # Feet along the body axis (pointing straight down) give no forward direction.
+        return np.where(norm > 0.1 * scale, left / norm, np.nan)
 
 
 def _sides(chains: list[list[int]], roots: list[int], sides: Sequence[str | None], pos: np.ndarray,
-           forward: np.ndarray, what: str) -> tuple[str, str]:
+           left: np.ndarray, what: str) -> tuple[str, str]:
     """Which chain of a pair is left: its names when both chains say opposite sides, else geometry."""
     named = [_chain_side(chain, sides) for chain in chains]
     if set(named) == {"left", "right"}:
         return named[0], named[1]  # type: ignore[return-value]
-    left = np.stack([-forward[:, 1], forward[:, 0]], axis=-1)  # up x forward, horizontal
-    across = pos[:, roots[0], :2] - pos[:, roots[1], :2]
+    across = pos[:, roots[0]] - pos[:, roots[1]]
     norm = np.linalg.norm(across, axis=-1)
     valid = np.isfinite(left).all(axis=-1) & (norm > 1e-9)
     if not valid.any():
