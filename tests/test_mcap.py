@@ -43,6 +43,7 @@ MSGDEFS = {
                              "geometry_msgs/Vector3 angular" + SEP + VECTOR3,
     "std_msgs/msg/Float32": "float32 data",
     "std_msgs/msg/String": "string data",
+    "test_msgs/msg/Samples": "int32 count\nfloat64[] values",
     "unitree_hg/msg/LowState": "uint32 tick\nMotorState[3] motor_state" + SEP
                                + "MSG: unitree_hg/MotorState\nuint8 mode\nfloat32 q\nfloat32 dq\nstring name",
 }
@@ -75,7 +76,7 @@ def write_bag(path: Path, *, seconds: float = 1.0, names: list[str] | None = Non
         w._writer.add_message(json_channel, log_time=T0, data=b'{"ok": true}', publish_time=T0)
         events = []
         for rate, topic in ((500, "/joint_states"), (200, "/imu/data"), (50, "/odom"), (10, "/battery"), (5, "/log"),
-                            (20, "/lowstate")):
+                            (20, "/lowstate"), (10, "/samples")):
             events += [(T0 + k * 1_000_000_000 // rate, topic, k) for k in range(int(seconds * rate))]
         for ns, topic, k in sorted(events):
             t = (ns - T0) / 1e9
@@ -103,6 +104,9 @@ def write_bag(path: Path, *, seconds: float = 1.0, names: list[str] | None = Non
                 w.write_message(topic, sch["nav_msgs/msg/Odometry"], msg, log_time=ns, publish_time=ns)
             elif topic == "/battery":
                 w.write_message(topic, sch["std_msgs/msg/Float32"], {"data": 24.0 - t}, log_time=ns, publish_time=ns)
+            elif topic == "/samples":  # an array whose length changes: left out, the count kept
+                w.write_message(topic, sch["test_msgs/msg/Samples"], {"count": k, "values": [1.0] * (k % 3)},
+                                log_time=ns, publish_time=ns)
             elif topic == "/lowstate":
                 motors = [{"mode": 1, "q": 0.5 * m + t, "dq": float(m), "name": f"m{m}"} for m in range(3)]
                 w.write_message(topic, sch["unitree_hg/msg/LowState"], {"tick": k, "motor_state": motors},
@@ -130,9 +134,10 @@ def test_topics_become_streams_at_their_own_rates(bag: Path, tmp_path: Path, mon
 
     monkeypatch.setattr(Stream, "append", counting_append)
     report = mc.convert(bag, tmp_path / "out.zarr", batch_rows=64)
-    assert max(batches) == 64 and len(batches) == 4 + 2 + 1 + 1 + 1  # written in bounded batches as it reads
+    assert max(batches) == 64 and len(batches) == 4 + 2 + 1 + 1 + 1 + 1  # written in bounded batches as it reads
     monkeypatch.undo()
-    assert report.ok and report.rows == {"joint_states": 200, "imu_data": 80, "odom": 20, "battery": 4, "lowstate": 8}
+    assert report.ok and report.rows == {"joint_states": 200, "imu_data": 80, "odom": 20, "battery": 4, "lowstate": 8,
+                                         "samples": 4}
     assert report.details["skipped"] == {"/log": "std_msgs/msg/String: no numeric fields",
                                          "/status_json": "Status: not a ROS 2 (CDR) topic (message encoding 'json')"}
     with md.open(tmp_path / "out.zarr") as store:
@@ -165,6 +170,8 @@ def test_topics_become_streams_at_their_own_rates(bag: Path, tmp_path: Path, mon
         assert set(low.fields) == {"tick", "motor_state_mode", "motor_state_q", "motor_state_dq", "timestamp"}
         np.testing.assert_allclose(low.read("motor_state_q")[1], [0.05, 0.55, 1.05], rtol=1e-6)
         assert store.attrs["mcap"]["topics"]["/joint_states"]["joints_missing"] == []
+        assert report.details["topics"]["/samples"]["fields_left_out"] == ["values"]
+        np.testing.assert_array_equal(store["samples"].read("count"), np.arange(4))
         # The SQL/polars views work on the imported streams.
         assert md.scan(tmp_path / "out.zarr", "imu_data").collect().height == 80
 

@@ -12,8 +12,9 @@ No ROS install is needed: messages are decoded from the schemas stored in the ba
   their covariances; ``nav_msgs/Odometry``: ``position``, ``orientation``, ``linear_velocity``,
   ``angular_velocity``, ``pose_covariance``, ``twist_covariance``). ``x, y, z`` messages become
   3-vectors and quaternions wxyz 4-vectors; an array of messages (Unitree ``LowState.motor_state``)
-  gives one array per numeric sub-field (``motor_state_q``). Strings are left out; a topic with no numeric field,
-  or whose arrays change length, is skipped and listed in the report.
+  gives one array per numeric sub-field (``motor_state_q``). Strings, and arrays that are empty or
+  change length in the topic's first batch, are left out (listed per topic); a topic with no numeric
+  field left, or not in ROS 2's CDR encoding, is skipped and listed in the report.
 - Times: ``timestamp`` is the bag's receive time (``log_time``) and ``header_stamp`` the message's
   header stamp, both int64 ns since the Unix epoch. A stream's ``fps`` is its median rate.
 
@@ -131,8 +132,8 @@ class JointOrder:
             unknown = [n for n in names if n not in self.index]
             if unknown or len(set(names)) != len(names):
                 what = f"joint names {unknown} that the robot does not have" if unknown else "repeated joint names"
-                raise ValidationError(f"{self.topic}: message {number} has {what}. Names in the bag: {list(names)}; "
-                                      f"the robot's joints: {self.robot_joints}")
+                raise ValidationError(f"{self.topic}: message #{number} of the bag has {what}. Names in the bag: "
+                                      f"{list(names)}; the robot's joints: {self.robot_joints}")
             idx = self.cache[names] = np.array([self.index[n] for n in names], np.int64)
             self.seen.update(names)
         out = {}
@@ -142,7 +143,7 @@ class JointOrder:
             if values.size == len(names):
                 full[idx] = values
             elif values.size:
-                raise ValidationError(f"{self.topic}: message {number} has {len(names)} joint names but "
+                raise ValidationError(f"{self.topic}: message #{number} of the bag has {len(names)} joint names but "
                                       f"{values.size} {key} values")
             out[key] = full
         return out
@@ -161,6 +162,7 @@ class _Topic:
     stream: Any = None
     layout: dict[str, tuple[str, tuple[int, ...]]] | None = None  # field -> (dtype, shape)
     skipped: str | None = None
+    left_out: list[str] = field(default_factory=list)
     decode: Any = None  # bytes -> decoded message
     written: int = 0
     fps: float | None = None
@@ -181,18 +183,17 @@ def _row(topic: _Topic, decoded: Any, log_time: int, number: int) -> dict[str, A
     return row
 
 
-def _layout(rows: list[dict[str, Any]]) -> tuple[dict[str, tuple[str, tuple[int, ...]]] | None, str | None]:
-    """Field dtypes and shapes from a batch of rows, or why the topic cannot be a stream."""
-    first = rows[0]
-    if set(first) <= {"timestamp", "header_stamp"}:
-        return None, "no numeric fields"
-    layout = {}
-    for key, value in first.items():
+def _layout(rows: list[dict[str, Any]]) -> tuple[dict[str, tuple[str, tuple[int, ...]]], list[str]]:
+    """Field dtypes and shapes from the first batch of a topic, and the fields left out: arrays that
+    are empty or change length (images, optional lists) have no fixed column."""
+    layout, left_out = {}, []
+    for key, value in rows[0].items():
         arr = np.asarray(value)
-        if any(np.shape(r.get(key)) != arr.shape for r in rows):
-            return None, f"field {key!r} changes length"
-        layout[key] = (str(arr.dtype), arr.shape)
-    return layout, None
+        if arr.ndim and (0 in arr.shape or any(np.shape(r.get(key)) != arr.shape for r in rows)):
+            left_out.append(key)
+        else:
+            layout[key] = (str(arr.dtype), arr.shape)
+    return layout, left_out
 
 
 def _flush(store: Any, topic: _Topic) -> None:
@@ -200,9 +201,10 @@ def _flush(store: Any, topic: _Topic) -> None:
         topic.rows.clear()
         return
     if topic.stream is None:
-        layout, why = _layout(topic.rows)
-        if layout is None:
-            topic.skipped, topic.rows = why, []
+        layout, topic.left_out = _layout(topic.rows)
+        if set(layout) <= {"timestamp", "header_stamp"}:
+            varying = f" (arrays {topic.left_out} are empty or change length)" if topic.left_out else ""
+            topic.skipped, topic.rows = f"no numeric fields{varying}", []
             return
         times = np.array([r["timestamp"] for r in topic.rows], np.int64)
         steps = np.diff(times)
@@ -356,6 +358,8 @@ def _report(src: Path, dst: str | Path, topics: dict[int, _Topic], joint_names: 
             continue
         report.rows[t.name] = t.written
         info: dict[str, Any] = {"stream": t.name, "type": t.type, "messages": t.written, "fps": t.fps}
+        if t.left_out:
+            info["fields_left_out"] = t.left_out
         if t.joints is not None:
             info["joints_missing"] = [n for n in joint_names if n not in t.joints.seen]
         report.details["topics"][t.topic] = info
