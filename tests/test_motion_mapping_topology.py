@@ -30,6 +30,8 @@ RIGIFY = {**BLENDER_ISSUE, "reference": "root", "pelvis": "spine", "spine": "spi
 SMPL = {"pelvis": "pelvis", "spine": "spine1", "chest": "spine3", "neck": "neck", "head": "head", "hipjoint": None,
         "thigh": "{l}_hip", "shin": "{l}_knee", "foot": "{l}_ankle", "toe": "{l}_foot", "clavicle": "{l}_collar",
         "upperarm": "{l}_shoulder", "forearm": "{l}_elbow", "hand": "{l}_wrist"}
+SMPL_BVH = {**SMPL, **{k: "{s}_" + v.removeprefix("{l}_").capitalize() for k, v in SMPL.items() if v and "{l}" in v}}
+SMPL_FBX = {k: f"m_avg_{v}" if v else v for k, v in SMPL_BVH.items()}  # m_avg_L_Hip: side not parsed, geometry
 LAFAN = {**CMU, "toe": "{S}Toe"}
 CMU_ORIGINAL = {**CMU, "hipjoint": "{s}HipJoint"}  # Hips -> LHipJoint (zero offset) -> LeftUpLeg
 MOCAPBANK_ENDS = {"pelvis": "Hips", "spine": "Chest", "chest": "Chest2", "neck": "Neck", "head": "Head",
@@ -187,11 +189,11 @@ def test_point_cloud_skeleton_still_maps_by_names(shared_data: Path) -> None:
 
 
 @pytest.mark.parametrize(("rig", "fingers"), [
-    (BLENDER_ISSUE, False), (RIGIFY, True), (SMPL, False), (LAFAN, False), (CMU_ORIGINAL, True),
-    (MOCAPBANK_ENDS, False), (CMU, True), (ANONYMOUS, True), (ANONYMOUS, False),
+    (BLENDER_ISSUE, False), (RIGIFY, True), (SMPL, False), (SMPL_BVH, False), (SMPL_FBX, False), (LAFAN, False),
+    (CMU_ORIGINAL, True), (MOCAPBANK_ENDS, False), (CMU, True), (ANONYMOUS, True), (ANONYMOUS, False),
     ({**ANONYMOUS, "extras": "j_{{part}}_{s}", "reference": "j_root", "toe": None, "hand": None}, True),
-], ids=["blender_issue", "rigify_fingers", "smpl", "lafan", "cmu_hipjoint_fingers", "mocapbank_end_sites",
-        "mixamo_fingers", "renamed_fingers", "renamed", "renamed_side_bones_end_sites"])
+], ids=["blender_issue", "rigify_fingers", "smpl", "smpl_bvh", "smpl_fbx", "lafan", "cmu_hipjoint_fingers",
+        "mocapbank_end_sites", "mixamo_fingers", "renamed_fingers", "renamed", "renamed_side_bones_end_sites"])
 def test_synthetic_rigs_need_no_mapping_file(tmp_path: Path, rig: dict, fingers: bool) -> None:
     motion = read_bvh(write(tmp_path, humanoid_bvh(rig, fingers=fingers)))
     mapping = resolve_mapping(motion)
