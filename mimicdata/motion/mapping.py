@@ -204,7 +204,7 @@ def topology_mapping(motion: HumanMotion) -> JointMapping:
     if motion.parents is None:
         raise TopologyError("the motion has no hierarchy (a cloud of named points)")
     hints, sides = name_hints(motion.names)
-    found = find_humanoid(motion.parents, motion.positions, hints, sides)
+    found = find_humanoid(motion.parents, motion.positions, hints, sides, motion.names)
     return JointMapping(rig="topology", points={k: motion.names[j] for k, j in found.keypoints().items()})
 
 

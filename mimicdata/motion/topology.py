@@ -108,11 +108,12 @@ def _distance(pos: np.ndarray, a: int, b: int) -> float:
 
 
 def find_humanoid(parents: Sequence[int], positions: np.ndarray, hints: Hints | None = None,
-                  sides: Sequence[str | None] | None = None) -> HumanoidTopology:
+                  sides: Sequence[str | None] | None = None, names: Sequence[str] | None = None) -> HumanoidTopology:
     """Place pelvis, legs and arms on a hierarchy; `positions` are (T, J, 3) in a Z-up world.
 
     ``hints[j]`` lists, per name table, the parts point j's name says it is; ``sides[j]`` is the
     side its name says (or None). Both are optional: without them geometry decides alone.
+    ``names`` only make error messages readable.
     """
     pos = _subsample(np.asarray(positions, dtype=np.float64))
     num = len(parents)
@@ -137,9 +138,10 @@ def find_humanoid(parents: Sequence[int], positions: np.ndarray, hints: Hints | 
     scale = max((down[j] for j in order if len(kids[j]) >= 2), default=0.0)
     if scale <= 0:
         raise TopologyError("the skeleton has no extent (all points coincide)")
+    label = (lambda j: repr(names[j])) if names is not None else str
     pairs = _limb_pairs(kids, order, length, down, scale)
     if len(pairs) != 2:
-        found = "; ".join(f"at {b}: points {c1} and {c2}" for b, c1, c2 in pairs) or "none"
+        found = "; ".join(f"{label(c1)} and {label(c2)} below {label(b)}" for b, c1, c2 in pairs) or "none"
         raise TopologyError(f"expected two mirrored pairs of long chains (legs and arms), found {len(pairs)} "
                             f"({found})")
     chains = {pair: [_chain(pair[0], c, farthest, pos, scale) for c in pair[1:]] for pair in pairs}
@@ -149,7 +151,8 @@ def find_humanoid(parents: Sequence[int], positions: np.ndarray, hints: Hints | 
     for what, placed, chain_pair in (("leg", legs, chains[legs_pair]), ("arm", arms, chains[arms_pair])):
         for parts, chain in zip(placed, chain_pair, strict=True):
             if parts is None:
-                raise TopologyError(f"the {what} chain {list(chain)} has too few distinct points for "
+                raise TopologyError(f"the {what} chain [{', '.join(label(j) for j in chain)}] has too few distinct "
+                                    "points for "
                                     f"{', '.join(LEG_PARTS if what == 'leg' else ARM_PARTS)}")
     leg_parts = [p for p in legs if p is not None]
     arm_parts = [p for p in arms if p is not None]
