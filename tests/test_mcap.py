@@ -217,6 +217,10 @@ def test_truncated_and_corrupted_bags_leave_no_store(bag: Path, tmp_path: Path) 
     assert not (tmp_path / "new.zarr").exists() and not (tmp_path / "new.zarr.partial").exists()
     with pytest.raises(StoreExistsError):
         mc.convert(bag, existing)
+    text = tmp_path / "notes.mcap"
+    text.write_text("not a bag")
+    with pytest.raises(mc.McapFormatError, match="not an MCAP file"):
+        mc.convert(text, tmp_path / "n.zarr")
 
 
 def test_cli_convert_from_mcap(bag: Path, tmp_path: Path) -> None:

@@ -217,7 +217,8 @@ def _flush(store: Any, topic: _Topic) -> None:
                                     "unit": JOINT_FIELDS[key] if joint else "",
                                     "description": f"{topic.topic} ({topic.type}): {key}"}
             if key == "header_stamp":
-                spec.update(time="unix_ns", description=f"{topic.topic}: header stamp, ns since the Unix epoch")
+                spec.update(time="unix_ns", unit="ns", description=f"{topic.topic}: header stamp, ns since the "
+                                                                   "Unix epoch")
             if dtype.startswith("float"):
                 spec["allow_nan"] = True  # ROS uses NaN for "not measured"
             fields[key] = spec
