@@ -251,6 +251,18 @@ def test_custom_rig_hierarchy_matches_its_mapping_file() -> None:
     assert resolve_mapping(motion, FIX / "custom_rig_map.yaml").rig == "file:custom_rig_map.yaml"
 
 
+def test_names_that_contradict_the_hierarchy_give_way_to_it(tmp_path: Path) -> None:
+    # A broken export: the hands' names swapped, so "LeftHand" hangs below RightForeArm. Names alone
+    # would put the left wrist on the right arm; the hierarchy keeps each limb on one chain.
+    text = humanoid_bvh(CMU).replace("LeftHand", "Tmp").replace("RightHand", "LeftHand").replace("Tmp", "RightHand")
+    motion = read_bvh(write(tmp_path, text))
+    assert recognise_rig(motion.names).points["left_wrist"] == "LeftHand"
+    mapping = resolve_mapping(motion)
+    assert mapping.rig == "topology"
+    assert mapping.points["left_wrist"] == "RightHand" and mapping.points["left_elbow"] == "LeftForeArm"
+    assert mapping.points["right_wrist"] == "LeftHand" and mapping.points["left_hip"] == "LeftUpLeg"
+
+
 def test_legless_rig_gets_one_error_listing_what_is_missing(tmp_path: Path) -> None:
     text = humanoid_bvh(CMU)
     # Cut both legs: keep the root's spine only.
