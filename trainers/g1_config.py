@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mimicdata.errors import ConfigError, ValidationError
 from mimicdata.robots import g1
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class G1ActuatorConfig:
         action, joint_pos, joint_vel = (np.asarray(a, dtype=np.float64) for a in (action, joint_pos, joint_vel))
         for name, arr in (("action", action), ("joint_pos", joint_pos), ("joint_vel", joint_vel)):
             if arr.shape[-1:] != (self.num_joints,):
-                raise ValueError(f"pd_torque: {name} has shape {arr.shape}, last axis must be {self.num_joints}")
+                raise ValidationError(f"pd_torque: {name} has shape {arr.shape}, last axis must be {self.num_joints}")
         target = self.default_joint_pos + self.action_scale * action
         torque = self.stiffness * (target - joint_pos) - self.damping * joint_vel
         return np.clip(torque, -self.effort_limit, self.effort_limit)
@@ -101,7 +102,7 @@ def g1_actuator_config(
     for name, value in (("natural_frequency_hz", natural_frequency_hz), ("damping_ratio", damping_ratio),
                         ("action_scale_factor", action_scale_factor)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"G1 actuators: {name} must be a positive finite number, got {value!r}")
+            raise ConfigError(f"G1 actuators: {name} must be a positive finite number, got {value!r}")
     joints = g1.robot_joints(robot)
     omega = 2.0 * math.pi * natural_frequency_hz
     motors, counts, arm, effort, vel = [], [], [], [], []
@@ -119,14 +120,14 @@ def g1_actuator_config(
     clean: dict[str, dict[str, float]] = {}
     for joint, values in (overrides or {}).items():
         if joint not in joints:
-            raise ValueError(f"G1 actuators: override for unknown joint {joint!r} (robot {robot})")
+            raise ConfigError(f"G1 actuators: override for unknown joint {joint!r} (robot {robot})")
         unknown = set(values) - {"stiffness", "damping"}
         if unknown:
-            raise ValueError(f"G1 actuators: override of {joint!r} has unknown keys {sorted(unknown)}")
+            raise ConfigError(f"G1 actuators: override of {joint!r} has unknown keys {sorted(unknown)}")
         i = joints.index(joint)
         for key, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"G1 actuators: {joint}.{key} must be a positive finite number, got {value!r}")
+                raise ConfigError(f"G1 actuators: {joint}.{key} must be a positive finite number, got {value!r}")
             (stiffness if key == "stiffness" else damping)[i] = float(value)
         clean[joint] = {k: float(v) for k, v in values.items()}
     effort_limit = np.array(effort)

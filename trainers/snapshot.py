@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimicdata.errors import ConfigError, StateError, ValidationError
+
 from .per import RESERVED_KEYS, ExperienceBuffer, PrioritizedExperienceBuffer
 
 if TYPE_CHECKING:
@@ -64,12 +66,12 @@ def save_buffer(
     import torch
 
     if buffer._recorded:
-        raise ValueError(f"save_buffer: row {buffer._head} is half recorded ({sorted(buffer._recorded)}); "
+        raise StateError(f"save_buffer: row {buffer._head} is half recorded ({sorted(buffer._recorded)}); "
                          "call inc() before saving")
     fields = buffer.fields
     clash = sorted(set(fields) & set(_BOOKKEEPING))
     if clash:
-        raise ValueError(f"save_buffer: buffer fields {clash} clash with snapshot columns {list(_BOOKKEEPING)}")
+        raise ValidationError(f"save_buffer: buffer fields {clash} clash with snapshot columns {list(_BOOKKEEPING)}")
     spec: dict[str, dict[str, Any]] = {
         "slot": {"dtype": "int64", "shape": [], "unit": "slot", "description": "row * batch_size + env"},
         "priority": {"dtype": "float64", "shape": [], "unit": "1", "description": "p = |error| + epsilon"},
@@ -78,7 +80,7 @@ def save_buffer(
     for field, (shape, dtype) in fields.items():
         key = str(dtype).removeprefix("torch.")
         if key not in _TORCH_TO_DTYPE:
-            raise ValueError(f"save_buffer: field {field!r} has dtype {dtype}, which a store cannot hold")
+            raise ValidationError(f"save_buffer: field {field!r} has dtype {dtype}, which a store cannot hold")
         spec[field] = {"dtype": _TORCH_TO_DTYPE[key], "shape": list(shape), "unit": "",
                        "description": "replay buffer field", "allow_nan": key.startswith("float")}
     store, owned = _open_for_write(target, overwrite)
@@ -124,20 +126,20 @@ def load_buffer(
     try:
         scalars = store.attrs.get(SNAPSHOT_ATTR, {}).get(name)
         if scalars is None:
-            raise ValueError(f"{store.location}: no replay snapshot {name!r} (attribute {SNAPSHOT_ATTR!r} "
+            raise StateError(f"{store.location}: no replay snapshot {name!r} (attribute {SNAPSHOT_ATTR!r} "
                              f"lists {sorted(store.attrs.get(SNAPSHOT_ATTR, {}))}); an unfinished save is not loaded")
         if int(scalars.get("format", 0)) != SNAPSHOT_FORMAT:
-            raise ValueError(f"{store.location}: snapshot {name!r} has format {scalars.get('format')}, "
+            raise StateError(f"{store.location}: snapshot {name!r} has format {scalars.get('format')}, "
                              f"this code reads {SNAPSHOT_FORMAT}")
         stream = store[name]
         rows = int(scalars["rows"])
         if stream.num_rows != rows:
-            raise ValueError(f"{store.location} {name}: {stream.num_rows} rows stored, snapshot says {rows}")
+            raise StateError(f"{store.location} {name}: {stream.num_rows} rows stored, snapshot says {rows}")
         buffer = _new_buffer(scalars, device)
         slots = torch.from_numpy(stream.read("slot")).to(buffer.device)
         if rows and (int(slots.min()) < 0 or int(slots.max()) >= buffer.capacity
                      or torch.unique(slots).numel() != rows):
-            raise ValueError(f"{store.location} {name}: slot column is not {rows} distinct slots in "
+            raise StateError(f"{store.location} {name}: slot column is not {rows} distinct slots in "
                              f"[0, {buffer.capacity})")
         fields = [f for f in stream.fields if f not in _BOOKKEEPING]
         for field in fields:
@@ -171,7 +173,7 @@ def _new_buffer(scalars: dict[str, Any], device: str) -> ExperienceBuffer:
         )
     if kind == "ExperienceBuffer":
         return ExperienceBuffer(int(scalars["buffer_len"]), int(scalars["batch_size"]), device=device, seed=0)
-    raise ValueError(f"snapshot kind {kind!r} is not a known buffer class")
+    raise StateError(f"snapshot kind {kind!r} is not a known buffer class")
 
 
 def buffer_from_store(
@@ -253,15 +255,15 @@ def transition_errors(batch: dict[str, Any], signal: str = "constant_velocity", 
     if signal == "constant_velocity":
         missing = [k for k in ("qpos", "qvel", "next_qpos") if k not in batch]
         if missing:
-            raise ValueError(f"signal 'constant_velocity' needs fields {missing} (build with fields qpos, qvel)")
+            raise ValidationError(f"signal 'constant_velocity' needs fields {missing} (build with fields qpos, qvel)")
         if dt is None or not dt > 0:
-            raise ValueError(f"signal 'constant_velocity' needs dt > 0, got {dt!r}")
+            raise ValidationError(f"signal 'constant_velocity' needs dt > 0, got {dt!r}")
         q, qd, q_next = (batch[k].to(torch.float64) for k in ("qpos", "qvel", "next_qpos"))
         return torch.linalg.vector_norm(q_next[:, 7:] - q[:, 7:] - qd[:, 6:] * dt, dim=1)
     if signal.startswith("delta:"):
         field = signal.removeprefix("delta:")
         if field not in batch or f"next_{field}" not in batch:
-            raise ValueError(f"signal {signal!r} needs fields {field!r} and 'next_{field}' in the buffer")
+            raise ValidationError(f"signal {signal!r} needs fields {field!r} and 'next_{field}' in the buffer")
         diff = batch[f"next_{field}"].to(torch.float64) - batch[field].to(torch.float64)
         return torch.linalg.vector_norm(diff.reshape(diff.shape[0], -1), dim=1)
-    raise ValueError(f"unknown error signal {signal!r}: use 'constant_velocity' or 'delta:<field>'")
+    raise ConfigError(f"unknown error signal {signal!r}: use 'constant_velocity' or 'delta:<field>'")
