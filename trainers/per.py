@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mimicdata.errors import ConfigError, OutOfRangeError, StateError, ValidationError
 
+from .buffer_state import BufferState, PrioritySettings, raw_priorities
 from .sumtree import SumTree
 
 if TYPE_CHECKING:
@@ -222,34 +223,53 @@ class ExperienceBuffer:
         self._torn = False
 
     # ------------------------------------------------------------------ state
+    def state(self) -> BufferState:
+        """The buffer's whole state as one value. Its tensors are the buffer's own (no copy): save or
+        clone them before changing the buffer."""
+        return BufferState(type(self).__name__, self.buffer_len, self.batch_size, self._head, self._total_samples,
+                           dict(self._storage), self._generator.get_state(), self._torn,
+                           tuple(sorted(self._recorded)), self._priority_settings())
+
+    def load_state(self, state: BufferState) -> None:
+        """Take over ``state`` (copied onto this buffer's device); kind and geometry must match."""
+        state.check()
+        if state.kind != type(self).__name__:
+            raise StateError(f"state is for {state.kind!r}, not {type(self).__name__}")
+        for key in ("buffer_len", "batch_size"):
+            if getattr(state, key) != getattr(self, key):
+                raise StateError(f"state {key}={getattr(state, key)} does not match this buffer's "
+                                 f"{getattr(self, key)}")
+        self._storage = {name: t.to(self.device).clone() for name, t in state.storage.items()}
+        self._head = state.head
+        self._total_samples = state.total_samples
+        self._torn = state.torn
+        self._recorded = set(state.recorded)
+        if state.rng is not None:
+            self._generator.set_state(state.rng.cpu())
+        self._load_priority_settings(state.priority)
+
+    @staticmethod
+    def from_state(state: BufferState, device: str | torch.device = "cpu") -> ExperienceBuffer:
+        """A new buffer of the state's kind and geometry holding exactly ``state``."""
+        state.check()
+        buffer: ExperienceBuffer
+        if state.priority is None:
+            buffer = ExperienceBuffer(state.buffer_len, state.batch_size, device=device, seed=0)
+        else:
+            p = state.priority
+            buffer = PrioritizedExperienceBuffer(state.buffer_len, state.batch_size, alpha=p.alpha, beta=p.beta,
+                                                 beta_increment=p.beta_increment, epsilon=p.epsilon, device=device,
+                                                 seed=0, fanout=p.fanout)
+        buffer.load_state(state)
+        return buffer
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild the buffer exactly (tensors moved to CPU)."""
-        return {
-            "kind": type(self).__name__,
-            "buffer_len": self.buffer_len,
-            "batch_size": self.batch_size,
-            "head": self._head,
-            "total_samples": self._total_samples,
-            "torn": self._torn,
-            "recorded": sorted(self._recorded),
-            "storage": {name: t.cpu() for name, t in self._storage.items()},
-            "rng": self._generator.get_state(),
-        }
+        """:meth:`state` as plain keys with CPU tensors (for ``torch.save``)."""
+        return self.state().to_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` into a buffer of the same geometry."""
-        if state.get("kind") != type(self).__name__:
-            raise StateError(f"state is for {state.get('kind')!r}, not {type(self).__name__}")
-        for key in ("buffer_len", "batch_size"):
-            if int(state[key]) != getattr(self, key):
-                raise StateError(f"state {key}={state[key]} does not match this buffer's {getattr(self, key)}")
-        self._storage = {name: t.to(self.device).clone() for name, t in state["storage"].items()}
-        self._head = int(state["head"])
-        self._total_samples = int(state["total_samples"])
-        self._torn = bool(state["torn"])
-        self._recorded = set(state["recorded"])
-        if "rng" in state:
-            self._generator.set_state(state["rng"])
+        """Restore a state from :meth:`state_dict` into a buffer of the same kind and geometry."""
+        self.load_state(BufferState.from_dict(state))
 
     # ------------------------------------------------------------------ hooks and helpers
     def _row_slots(self, row: int) -> torch.Tensor:
@@ -263,6 +283,12 @@ class ExperienceBuffer:
         if priorities is not None:
             raise ValidationError("extend(priorities=...) is only accepted by PrioritizedExperienceBuffer")
         return None
+
+    def _priority_settings(self) -> PrioritySettings | None:
+        return None
+
+    def _load_priority_settings(self, settings: PrioritySettings | None) -> None:
+        """Uniform buffer: no priorities (``load_state`` already matched the kind)."""
 
     def _commit(self, slots: torch.Tensor, priorities: torch.Tensor | None = None) -> None:
         """Slots became sampleable (uniform buffer: nothing to track)."""
@@ -382,8 +408,7 @@ class PrioritizedExperienceBuffer(ExperienceBuffer):
 
     def priorities(self) -> torch.Tensor:
         """Raw priorities ``p`` of all slots (0 for slots that cannot be drawn)."""
-        leaves = self.tree.leaves
-        return leaves.pow(1.0 / self.alpha) if self.alpha > 0 else (leaves > 0).to(leaves.dtype)
+        return raw_priorities(self.tree.leaves, self.alpha)
 
     def max_priority(self) -> float:
         """The priority a new entry gets: the largest stored one, or 1.0 in an empty buffer."""
@@ -397,24 +422,18 @@ class PrioritizedExperienceBuffer(ExperienceBuffer):
         super().reset()
         self.tree.clear()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Buffer state plus priorities, alpha/beta/epsilon and the sample-call counter."""
-        state = super().state_dict()
-        state.update(
-            alpha=self.alpha, beta=self.beta, beta_increment=self.beta_increment, epsilon=self.epsilon,
-            sample_calls=self._sample_calls, leaves=self.tree.leaves.cpu().clone(),
-        )
-        return state
+    def _priority_settings(self) -> PrioritySettings:
+        return PrioritySettings(self.alpha, self.beta, self.beta_increment, self.epsilon, self._sample_calls,
+                                self.tree.leaves, self.tree.fanout)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a prioritised buffer state (geometry must match; alpha etc. are taken from it)."""
-        super().load_state_dict(state)
-        self.alpha = _finite_in("alpha", state["alpha"], 0.0, 1.0)
-        self.beta = _finite_in("beta", state["beta"], 0.0, 1.0)
-        self.beta_increment = _finite_in("beta_increment", state["beta_increment"], 0.0, 1.0)
-        self.epsilon = _finite_in("epsilon", state["epsilon"], 0.0, 1.0, open_lo=True)
-        self._sample_calls = int(state["sample_calls"])
-        self.tree.fill(state["leaves"])
+    def _load_priority_settings(self, settings: PrioritySettings | None) -> None:
+        assert settings is not None  # BufferState.check: a prioritised kind has them
+        self.alpha = _finite_in("alpha", settings.alpha, 0.0, 1.0)
+        self.beta = _finite_in("beta", settings.beta, 0.0, 1.0)
+        self.beta_increment = _finite_in("beta_increment", settings.beta_increment, 0.0, 1.0)
+        self.epsilon = _finite_in("epsilon", settings.epsilon, 0.0, 1.0, open_lo=True)
+        self._sample_calls = int(settings.sample_calls)
+        self.tree.fill(settings.leaves.to(self.device))
 
     @property
     def sample_calls(self) -> int:
