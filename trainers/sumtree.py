@@ -198,17 +198,6 @@ class SumTree:
         node = node.index_select(0, torch.randperm(n, device=self.device, generator=generator))
         return node, self._levels[0].index_select(0, node)
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, object]:
-        """The leaves (everything else is derived from them)."""
-        return {"capacity": self.capacity, "fanout": self.fanout, "leaves": self.leaves.clone()}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore leaves saved by :meth:`state_dict` (capacity must match)."""
-        if int(state["capacity"]) != self.capacity:  # type: ignore[call-overload]
-            raise StateError(f"SumTree capacity mismatch: state has {state['capacity']}, tree has {self.capacity}")
-        self.fill(state["leaves"])  # type: ignore[arg-type]
-
     # ------------------------------------------------------------------ checks
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise IndexError unless every index is in ``[0, capacity)``."""
