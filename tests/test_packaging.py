@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 import tomllib
@@ -12,6 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"mimicdata_schemas": 0, "mimicdata": 1, "mimicdata_trainers": 2, "mimicdata_cli": 3}
 FOLDERS = {"schemas": "mimicdata_schemas", "mimicdata": "mimicdata", "trainers": "mimicdata_trainers",
            "cli": "mimicdata_cli"}
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """Each source file parsed once for all the checks below."""
+    return ast.parse(path.read_text())
 
 
 def _config() -> dict:
@@ -32,8 +39,7 @@ def test_imports_go_one_way() -> None:
     offenders = []
     for folder, name in FOLDERS.items():
         for path in (REPO / folder).rglob("*.py"):
-            tree = ast.parse(path.read_text())
-            for node in ast.walk(tree):
+            for node in ast.walk(_tree(path)):
                 targets = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
                 for target in targets:
@@ -78,7 +84,7 @@ def test_trainers_raise_the_one_error_tree() -> None:
     offenders = []
     for path in sorted((REPO / "trainers").rglob("*.py")):
         rel = str(path.relative_to(REPO))
-        for func in [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)]:
+        for func in [n for n in ast.walk(_tree(path)) if isinstance(n, ast.FunctionDef)]:
             if (rel, func.name) in _BARE_ALLOWED:
                 continue
             for node in ast.walk(func):
@@ -100,7 +106,7 @@ def _mimicdata_import_graph() -> dict[str, set[str]]:
     for path in (REPO / "mimicdata").rglob("*.py"):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_tree(path)):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level:

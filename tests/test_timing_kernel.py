@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from mimicdata_cli._common import print_inspect
 
-import mimicdata as md
 from mimicdata.episodes import EpisodeRecorder, fps_check
 from mimicdata.report import inspect_store, timing_summary
 from mimicdata.timing import timing_report
@@ -75,12 +74,13 @@ def test_a_25_khz_episodes_store_does_not_keep_50_fps() -> None:
     rec.close()
 
 
-def test_adapters_agree_on_an_episodes_store(tmp_path, capsys) -> None:
-    path = tmp_path / "ep.zarr"
-    episodes_store(str(path), [20 * MS, 20 * MS, 25 * MS]).close()   # the third episode ran at 40 Hz
-    info = inspect_store(str(path))
+def test_adapters_agree_on_an_episodes_store(capsys) -> None:
+    url = "memory://timing-kernel-adapters"
+    rec = episodes_store(url, [20 * MS, 20 * MS, 25 * MS])   # the third episode ran at 40 Hz
+    info = inspect_store(url)
     summary = info["streams"]["frames"]["timing"]
-    report = timing_report(md.open(path)["frames"])
+    report = timing_report(rec.store["frames"])
+    rec.close()
     check = info["fps_check"]
     assert check["ok"] is False and check["slow_episodes"] == [{"episode_index": 2, "fps": 40.0}]
     assert summary["slower_than_declared"] is True and summary["max_gap_ms"] == pytest.approx(25.0)  # no reset
