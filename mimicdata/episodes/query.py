@@ -178,14 +178,15 @@ def fps_check(store: Store | str | Path, stream: str | None = None) -> dict[str,
     problems = []
     if slow:
         problems.append(f"{len(slow)} of {len(spans)} episode(s) ran slower than the declared {declared:g} fps "
-                        f"(slowest {min(e['fps'] for e in slow):g} fps)")
+                        f"(slowest {min(e['fps'] for e in slow):g} fps): timestamps, not frame_index/fps, "
+                        f"give the true times")
     if fast:
         rates = [e["fps"] for e in fast if e["fps"] is not None]
         fastest = f"fastest {max(rates):g} fps" if rates else "timestamps do not advance"
         problems.append(f"{len(fast)} of {len(spans)} episode(s) have timestamps faster than the declared "
-                        f"{declared:g} fps ({fastest})")
+                        f"{declared:g} fps ({fastest}): frames stamped when added, not when captured?")
     if problems:
-        out["message"] = "; ".join(problems) + ": timestamps, not frame_index/fps, give the true times"
+        out["message"] = "; ".join(problems)
     else:
         out["message"] = (f"loop kept {declared:g} fps (measured {measured:.2f}); "
                           f"{stats['late']['count']} late frame(s)")
