@@ -225,13 +225,13 @@ def parse_mjcf(path: Path | None = None) -> tuple[list[str], dict[str, list[floa
     path = mjcf_file() if path is None else path
     worldbody = ET.parse(path).getroot().find("worldbody")
     if worldbody is None:
-        raise ValueError(f"{path}: no <worldbody>")
+        raise SchemaError(f"{path}: no <worldbody>")
     bodies = [b.get("name", "") for b in worldbody.iter("body")]
     ranges: dict[str, list[float]] = {}
     for joint in worldbody.iter("joint"):
         name, rng = joint.get("name"), joint.get("range")
         if name is None or rng is None:
-            raise ValueError(f"{path}: joint {name!r} has no name or range")
+            raise SchemaError(f"{path}: joint {name!r} has no name or range")
         lo, hi = (float(v) for v in rng.split())
         ranges[name] = [lo, hi]
     return bodies, ranges
