@@ -37,7 +37,7 @@ class RenderResult:
 def load_clip(url: str | Path, clip: int) -> tuple[np.ndarray, np.ndarray, list[str], float, str]:
     """(model qpos (T, nq of the full robot model), body_pos, body names, fps, robot) of one clip."""
     import mimicdata as md
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     with md.open(url) as store:
         clips = store["clips"]
@@ -190,7 +190,7 @@ def filmstrip(body_pos: np.ndarray, body_names: list[str], robot: str, out: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     model = load_robot_model(robot)
     parent = {n: model.body_names[p] for n, p in zip(model.body_names, model.parent, strict=True) if p >= 0}
