@@ -193,7 +193,7 @@ class EpisodeRecorder:
         """Add ``n`` frames at once (arrays with a leading frame axis under the keys :meth:`add_frame`
         takes; ``task`` one string or ``n``; ``timestamp`` required)."""
         columns = {k: v for k, v in batch.items() if k != "task"}
-        n = len(np.asarray(next(iter(columns.values())), dtype=object)) if columns else 0
+        n = len(next(iter(columns.values()))) if columns else 0
         where = f"episode {self.buffer.episode_index} frames {self.buffer.num_frames}..+{n}"
         tasks = batch.get("task", self.default_task)
         if isinstance(tasks, str) or tasks is None:
