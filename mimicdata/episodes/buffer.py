@@ -50,7 +50,8 @@ class EpisodeBuffer:
         if slot == 0:
             self._grow()
         for name, value in values.items():
-            self._blocks[name][-1][slot] = value
+            # a 0-d object array (a string) would be stored as the array itself, not its content
+            self._blocks[name][-1][slot] = value[()] if value.dtype == object else value
         self.tasks.append(task)
         self.num_frames += 1
 

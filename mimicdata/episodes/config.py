@@ -121,7 +121,9 @@ class RecordingConfig:
         """Every key a frame may use (LeRobot name, stored field, short alias) -> its feature."""
         out: dict[str, Feature] = {}
         for f in self.all_features.values():
-            for key in (f.name, f.field, f.alias):
+            short = "state" if f.name == STATE else (SHORT_IMAGE_PREFIX + f.name[len(IMAGE_PREFIX):]
+                                                     if f.visual and f.name.startswith(IMAGE_PREFIX) else None)
+            for key in (short, f.name, f.field, f.alias):
                 if key:
                     out[key] = f
         return out
