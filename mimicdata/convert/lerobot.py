@@ -87,8 +87,8 @@ def progress_printer(progress: bool | Callable[[str], None], total: int, what: s
     def show(msg: str) -> None:
         done[0] += 1
         filled = int(24 * min(done[0], total) / max(total, 1))
-        print(f"\r[{'#' * filled}{'-' * (24 - filled)}] {min(done[0], total)}/{total} {what} {msg}",
-              end="\n" if done[0] >= total else "", file=sys.stderr, flush=True)
+        print(f"[{'#' * filled}{'-' * (24 - filled)}] {min(done[0], total)}/{total} {what} {msg}",
+              file=sys.stderr, flush=True)
 
     return show
 

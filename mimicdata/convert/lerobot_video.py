@@ -32,7 +32,7 @@ def _av() -> Any:
         import av
     except ImportError:  # pragma: no cover - av is in the sim extra
         raise SchemaError("video features need PyAV: pip install av (or mimicdata[sim])") from None
-    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_level(av.logging.PANIC)  # decoder complaints become our one error, not stderr noise
     return av
 
 
@@ -76,6 +76,13 @@ class VideoReader:
 
     def episode(self, path: Path, times: np.ndarray, where: str) -> np.ndarray:
         """Frames shown at ``times`` (seconds in the file), ``(len(times), H, W, 3)`` uint8."""
+        try:
+            return self._episode(path, times, where)
+        except CorruptStoreError as exc:
+            self.close()
+            raise CorruptStoreError(f"{where}: {self.key}: {exc}") from None
+
+    def _episode(self, path: Path, times: np.ndarray, where: str) -> np.ndarray:
         tol = self.tolerance_s
         if path != self._path or self._current is None or self._current[0] > times[0] + tol:
             self._open(path, float(times[0]))
