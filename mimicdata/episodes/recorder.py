@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from mimicdata.episodes.config import INFO_STREAM, RECORDING_ATTR, STATS_ATTR, R
 from mimicdata.episodes.features import IMAGE_PREFIX, Feature
 from mimicdata.episodes.info import info_fields, info_row, load_summaries
 from mimicdata.episodes.saver import AsyncEpisodeSaver, EpisodeSaveResult
-from mimicdata.episodes.stats import Summary, dataset_stats, summarize
+from mimicdata.episodes.stats import Summary, dataset_stats, merge_all, summarize
 from mimicdata.errors import SchemaError, StoreNotFoundError, ValidationError
 from mimicdata.store import Store
 from mimicdata.store import create as create_store
@@ -306,25 +307,47 @@ class EpisodeRecorder:
     def _summaries(self, batch: Mapping[str, np.ndarray]) -> dict[str, Summary]:
         return {f.field: summarize(batch[f.field], image=f.visual) for f in self.config.stat_features}
 
+    def _episode_summaries(self, buf: EpisodeBuffer, small: Mapping[str, np.ndarray]) -> dict[str, Summary]:
+        summaries: dict[str, Summary] = {}
+        for f in self.config.stat_features:
+            if f.visual:  # exact histograms merge: one per block
+                parts = [summarize(buf.block(f.field, b), image=True) for b, _, _ in buf.spans()]
+                summaries[f.field] = merge_all(parts)  # type: ignore[assignment]
+            else:
+                summaries[f.field] = summarize(small[f.field])
+        return summaries
+
     def _commit(self, buf: EpisodeBuffer) -> int:
-        """Write one episode (frames, statistics row, episode row, dataset statistics); see the module doc."""
+        """Write one episode (frames, statistics row, episode row, dataset statistics); see the module doc.
+
+        Camera frames go out block by block, as the buffer holds them (joining them would copy the
+        episode once more); the frames of the episode stay invisible until its row is committed."""
         with self._commit_lock:
             store = self.store
             frames, info = store["frames"], store[INFO_STREAM]
             index = store["episodes"].num_rows
-            batch = buf.to_batch()
             n = buf.num_frames
-            batch["task"] = np.asarray(buf.tasks)
-            batch["episode_index"] = np.full(n, index, np.int64)
-            batch["frame_index"] = np.arange(n, dtype=np.int64)
-            summaries = self._summaries(batch)
-            try:
-                frames.append(batch)
-                info.append(info_row(index, n, summaries, buf.metadata))
-                stored = store.append_segment("episodes", None, {"task": buf.tasks[0], "success": np.int8(buf.success)})
-            except BaseException:
-                self._rollback(index)
-                raise
+            visual = [f.field for f in self.config.all_features.values() if f.visual and f.field in buf.layout]
+            small = {name: buf.column(name) for name in buf.layout if name not in visual}
+            small["task"] = np.asarray(buf.tasks)
+            small["episode_index"] = np.full(n, index, np.int64)
+            small["frame_index"] = np.arange(n, dtype=np.int64)
+            # statistics on a second thread while the frames are written (bincount and blosc release the GIL)
+            with ThreadPoolExecutor(1, thread_name_prefix="mimicdata-episode-stats") as pool:
+                pending = pool.submit(self._episode_summaries, buf, small)
+                try:
+                    if not visual:
+                        frames.append(small)
+                    for b, start, end in buf.spans() if visual else ():
+                        part = {k: v[start:end] for k, v in small.items()}
+                        frames.append(part | {name: buf.block(name, b) for name in visual})
+                    summaries = pending.result()
+                    info.append(info_row(index, n, summaries, buf.metadata))
+                    stored = store.append_segment("episodes", None,
+                                                  {"task": buf.tasks[0], "success": np.int8(buf.success)})
+                except BaseException:
+                    self._rollback(index)
+                    raise
             for name, s in summaries.items():
                 self._stats[name] = self._stats[name].merge(s) if name in self._stats else s  # type: ignore[arg-type]
             try:

@@ -10,7 +10,9 @@ its gaps:
 - a failed save keeps its episode buffer in the result (``EpisodeSaveResult.episode_buffer``), so the
   episode can be retried; failures are also logged, never dropped;
 - at interpreter exit the queue is drained before the process ends (a hook that runs before the
-  thread pools zarr writes through are shut down; the worker is not a daemon either).
+  thread pools zarr writes through are shut down; the worker is not a daemon either);
+- while a save runs, the interpreter's GIL switch interval is lowered to 0.2 ms (and restored after):
+  the recording thread then waits at most that long for the GIL behind the saver's Python code.
 
 The saver knows nothing about stores: it calls ``save_fn(episode_buffer)``, which returns the index
 the episode was committed under (see :class:`mimicdata.episodes.EpisodeRecorder`).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+SAVE_SWITCH_INTERVAL_S = 0.0002  # GIL hand-over interval while a background save runs (Python's default: 5 ms)
 
 
 class SizedBuffer(Protocol):
@@ -204,7 +208,14 @@ class AsyncEpisodeSaver:
                 return
             with self._lock:
                 self._current, self._current_started = task, time.perf_counter()
-            result = self._save(task)
+            # The control loop must get the GIL back within a fraction of a millisecond while this
+            # thread runs numpy/zarr code: a shorter switch interval for the duration of the save.
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, SAVE_SWITCH_INTERVAL_S))
+            try:
+                result = self._save(task)
+            finally:
+                sys.setswitchinterval(interval)
             with self._idle:
                 self._current = None
                 self._pending -= 1
