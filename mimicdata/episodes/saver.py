@@ -20,13 +20,14 @@ the episode was committed under (see :class:`mimicdata.episodes.EpisodeRecorder`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -210,12 +211,8 @@ class AsyncEpisodeSaver:
                 self._current, self._current_started = task, time.perf_counter()
             # The control loop must get the GIL back within a fraction of a millisecond while this
             # thread runs numpy/zarr code: a shorter switch interval for the duration of the save.
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(min(interval, SAVE_SWITCH_INTERVAL_S))
-            try:
+            with _short_switch_interval():
                 result = self._save(task)
-            finally:
-                sys.setswitchinterval(interval)
             with self._idle:
                 self._current = None
                 self._pending -= 1
@@ -241,6 +238,27 @@ class AsyncEpisodeSaver:
             return EpisodeSaveResult(task.episode_index, False, None, f"{type(exc).__name__}: {exc}",
                                      time.perf_counter() - start, frames, episode_buffer=task.buffer)
         return EpisodeSaveResult(task.episode_index, True, int(stored), None, time.perf_counter() - start, frames)
+
+
+_switch_lock = threading.Lock()
+_switch_state = {"active": 0, "previous": 0.005}
+
+
+@contextlib.contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """Lower the GIL switch interval while any saver is saving; the last one to finish restores it."""
+    with _switch_lock:
+        if _switch_state["active"] == 0:
+            _switch_state["previous"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_state["previous"], SAVE_SWITCH_INTERVAL_S))
+        _switch_state["active"] += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_state["active"] -= 1
+            if _switch_state["active"] == 0:
+                sys.setswitchinterval(_switch_state["previous"])
 
 
 def _drain_at_exit(saver: AsyncEpisodeSaver) -> None:
