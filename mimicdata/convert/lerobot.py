@@ -156,6 +156,9 @@ def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, robot:
 
     ``tolerance_s``: how far a decoded video frame may be from its row's timestamp (lerobot's default).
     """
+    if "://" in str(dst):
+        raise SchemaError(f"{dst}: a LeRobot import writes a local store (it is renamed into place when "
+                          f"complete); import to a local path, then copy it")
     root, out = Path(src), Path(dst)
     info = _read_info(root)
     feats = _features(info, root)

@@ -42,10 +42,6 @@ def vector_feature(dim: int, names: list[str] | None, dtype: str = "float32") ->
     return {"dtype": dtype, "shape": [int(dim)], "names": names}
 
 
-def image_feature(height: int, width: int) -> dict[str, Any]:
-    return {"dtype": "image", "shape": [int(height), int(width), 3], "names": ["height", "width", "channels"]}
-
-
 def default_features() -> dict[str, dict[str, Any]]:
     out = {"timestamp": vector_feature(1, None, "float32")}
     for key in DEFAULT_FEATURES[1:]:
