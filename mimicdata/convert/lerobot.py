@@ -215,7 +215,7 @@ class _DataFiles:
             assert self._file is not None
             lo, hi = int(ep["dataset_from_index"]), int(ep["dataset_to_index"])
             rows = np.flatnonzero((self._index >= lo) & (self._index < hi))
-            if len(rows) != ep["length"] or (len(rows) and rows[-1] - rows[0] + 1 != len(rows)):
+            if not len(rows) or len(rows) != ep["length"] or rows[-1] - rows[0] + 1 != len(rows):
                 raise ValidationError(f"{where}: {len(rows)} contiguous rows found in {path.name}, the episode "
                                       f"metadata says {ep['length']}")
             first = int(np.searchsorted(self._group_starts, rows[0], side="right")) - 1

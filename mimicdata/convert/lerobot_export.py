@@ -113,7 +113,9 @@ def export(store_path: str | Path, out_dir: str | Path, *, repo_id: str, overwri
         feats = _lerobot_features(features, video)
         spans = store["frames"].segments()
         tmp = _prepare_out(out, overwrite)
-        fps = float(store.fps or RecordingConfig.from_doc(store.attrs[RECORDING_ATTR]).fps)
+        fps = float(store.fps or store["frames"].fps or 0)
+        if fps <= 0:
+            raise SchemaError(f"{store.location}: no fps; LeRobot datasets need one")
         writer = _Writer(tmp, store, features, feats, fps, video_codec, crf)
         try:
             writer.write(spans, progress_printer(progress, len(spans), "episodes"))
