@@ -14,6 +14,7 @@ core. Arrays with any other layout go through zarr.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 from collections import OrderedDict
@@ -80,6 +81,28 @@ def chunk_decoder(array: Any) -> Decoder | None:
     return decode
 
 
+def _direct_getter(zstore: Any) -> Callable[[str], Any] | None:
+    """For object stores: a ``get(key)`` that skips s3fs's size probe (a HEAD before every GET, which
+    it makes to split big objects into parallel ranged GETs; chunks are ~1 MiB, so one GET does)."""
+    fs, root = getattr(zstore, "fs", None), getattr(zstore, "path", None)
+    if fs is None or root is None or not getattr(fs, "async_impl", False):
+        return None
+    try:
+        takes_concurrency = "max_concurrency" in inspect.signature(fs._cat_file).parameters
+    except (TypeError, ValueError):
+        return None
+    options = {"max_concurrency": 1} if takes_concurrency else {}
+    missing = tuple(getattr(zstore, "allowed_exceptions", ())) or (FileNotFoundError,)
+
+    async def get(key: str) -> bytes | None:
+        try:
+            return await fs._cat_file(f"{root}/{key}", **options)
+        except missing:
+            return None
+
+    return get
+
+
 class ChunkSource:
     """Whole chunks of one field, fetched concurrently and decoded in parallel."""
 
@@ -89,6 +112,8 @@ class ChunkSource:
         self.shape = tuple(array.shape[1:])
         self.dtype = np.dtype(array.dtype)
         self.decoder = chunk_decoder(array)
+        self._direct = _direct_getter(zstore)
+
 
     def bounds(self, c: int) -> tuple[int, int]:
         return c * self.size, min((c + 1) * self.size, self.rows)
@@ -124,8 +149,11 @@ class ChunkSource:
                                     f"{type(exc).__name__}: {exc}") from exc
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
+        keys = [chunk_key(self.array, c) for c in ids]
+        if self._direct is not None:
+            return list(await asyncio.gather(*(self._direct(k) for k in keys)))
         prototype = default_buffer_prototype()
-        found = await asyncio.gather(*(self.zstore.get(chunk_key(self.array, c), prototype) for c in ids))
+        found = await asyncio.gather(*(self.zstore.get(k, prototype) for k in keys))
         return [None if b is None else b.as_numpy_array() for b in found]
 
     def _zarr_read(self, ids: list[int], outs: list[np.ndarray]) -> None:

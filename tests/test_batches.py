@@ -155,3 +155,20 @@ def test_errors_reach_the_caller_and_an_early_break_stops_the_thread(ds: md.Wind
         if i == 3:
             break
     assert threading.active_count() == before
+
+
+def test_auto_cache_follows_the_memory_budget(ds: md.WindowDataset) -> None:
+    from mimicdata.gather import ChunkGather, MemoryGather
+
+    assert isinstance(md.batches(ds, 8, memory_budget=ds.nbytes).reader(), MemoryGather)
+    assert isinstance(md.batches(ds, 8, memory_budget=ds.nbytes - 1).reader(), ChunkGather)
+
+
+def test_a_damaged_chunk_is_a_corrupt_store_error(tmp_path) -> None:
+    coded_store(str(tmp_path / "d.zarr"), [100, 100], chunk_rows=32)
+    (tmp_path / "d.zarr" / "frames" / "x" / "c" / "2" / "0").write_bytes(b"not a blosc frame")
+    damaged = md.WindowDataset(tmp_path / "d.zarr", fields=["x"], window=2)
+    with pytest.raises(md.CorruptStoreError, match="frames/x"):
+        list(md.batches(damaged, 16, cache="none"))
+    with pytest.raises(md.CorruptStoreError, match="frames/x"):
+        damaged.load()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mimicdata as md
-from tests.test_windows import coded_frames, coded_store
+from tests.test_windows import coded_store
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -30,18 +30,11 @@ def s3() -> Iterator[dict]:
 
 
 def test_s3_batches_match_local(s3: dict, tmp_path) -> None:
-    lengths = [120, 7, 90, 200]
-    coded_store(str(tmp_path / "local.zarr"), lengths, chunk_rows=32)
+    import s3fs
+
+    coded_store(str(tmp_path / "local.zarr"), [120, 7, 90, 200], chunk_rows=32)
+    s3fs.S3FileSystem(**s3).put(str(tmp_path / "local.zarr"), "train/expert.zarr", recursive=True)
     url = "s3://train/expert.zarr"
-    store = md.create(url, storage_options=s3)
-    store.add_stream("frames", {"code": {"dtype": "int64", "shape": [2]}, "x": {"dtype": "float32", "shape": [3]},
-                                "label": {"dtype": "string", "shape": []}}, fps=50, chunk_rows=32)
-    store.add_stream("episodes", {"episode_index": {"dtype": "int64", "shape": []},
-                                  "start": {"dtype": "int64", "shape": []}, "end": {"dtype": "int64", "shape": []}},
-                     segments_of="frames")
-    for seg, n in enumerate(lengths):
-        store.append_segment("episodes", coded_frames(seg, n))
-    store.close()
     local = md.WindowDataset(tmp_path / "local.zarr", fields=["code", "x"], offsets=[-4, 0, 2])
     remote = md.WindowDataset(url, fields=["code", "x"], offsets=[-4, 0, 2], storage_options=s3)
     assert len(remote) == len(local) and remote.segments.tolist() == local.segments.tolist()
