@@ -46,6 +46,24 @@ def _pick_stream(store: Any, stream: str | None, fields: Sequence[str] | None) -
     return candidates[0]
 
 
+def _segments(store: Any, src: Any, rows: int, segments_from: str | None) -> np.ndarray:
+    """Row ranges of the segments: the stream's own segment table, another stream's, or one segment."""
+    owner = src
+    if segments_from is not None:
+        if segments_from not in store.streams:
+            raise ValidationError(f"{store.location}: segments_from={segments_from!r} is not a stream; "
+                                  f"streams: {list(store.streams)}")
+        owner = store.streams[segments_from]
+        if owner.segment_stream() is None:
+            raise ValidationError(f"{store.location}: stream {segments_from!r} has no segment table")
+        if owner.num_rows != rows:
+            raise ValidationError(f"{store.location}: {src.name} has {rows} rows but {segments_from} has "
+                                  f"{owner.num_rows}; segments_from needs streams aligned row for row")
+    if owner.segment_stream() is None:
+        return np.array([[0, rows]], dtype=np.int64)
+    return owner.segments()
+
+
 class WindowDataset:
     """Windows of ``fields`` over the segments of one stream.
 
@@ -57,6 +75,8 @@ class WindowDataset:
         offsets: frame offsets relative to the anchor instead of ``window`` (e.g. a history
             ``[-32, -16, -8, -4, -2, -1, 0]``); items keep this order.
         stream: the stream when the store has several candidates.
+        segments_from: take the segments of another stream whose rows match this one's row for row
+            (a derived stream such as a ``disc_obs.<hash>`` cache, aligned to ``frames``).
         storage_options: fsspec options for remote URLs (credentials, endpoint).
 
     ``ds[i]`` is ``{field: (W, *shape), "segment": int, "frame": int}`` where ``frame`` is the anchor's
@@ -66,7 +86,7 @@ class WindowDataset:
 
     def __init__(self, url: str | Path | Any, fields: Sequence[str] | None = None, *, window: int | None = None,
                  offsets: Sequence[int] | None = None, stream: str | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 segments_from: str | None = None, storage_options: dict[str, Any] | None = None) -> None:
         import mimicdata as md
 
         self.offsets = resolve_offsets(window, offsets)
@@ -86,7 +106,7 @@ class WindowDataset:
             self.fields = self._check_fields(store, src, fields)
             self.shapes = {f: tuple(src.array(f).shape[1:]) for f in self.fields}
             self.dtypes = {f: np.dtype(src.array(f).dtype) for f in self.fields}
-            segments = src.segments() if src.segment_stream() is not None else np.array([[0, self.rows]])
+            segments = _segments(store, src, self.rows, segments_from)
             if not len(segments):
                 raise ValidationError(f"{where}: no committed segments to train on")
             self.index = WindowIndex(segments, self.offsets)
