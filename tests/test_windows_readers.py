@@ -52,3 +52,18 @@ def test_segments_from_needs_an_aligned_segmented_stream(tmp_path) -> None:
         store["extra"].append({"v": np.zeros(5, np.float32)})
     with pytest.raises(md.ValidationError, match="aligned row for row"):
         md.WindowDataset(url, stream="extra", segments_from="frames")
+
+
+def test_readme_training_data_path_runs(tmp_path, monkeypatch) -> None:
+    import re
+    from pathlib import Path
+
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)
+    ours = [b for b in blocks if "md.WindowDataset" in b]
+    assert ours, "README has no training data path example"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # writes expert.zarr (one 120-frame clip)
+    exec(compile(ours[0], "README.md", "exec"), namespace)
+    assert len(namespace["ds"]) == 111 and namespace["item"]["qpos"].shape == (10, 36)
+    assert namespace["batch"]["qpos"].shape[1:] == (10, 36)
