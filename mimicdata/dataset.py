@@ -160,14 +160,16 @@ class WindowDataset:
         self._pid = -1  # reopen on first use in this process
 
     def _source(self) -> Any:
-        """The open stream, reopened after a fork (zarr's IO thread does not survive one)."""
+        """The open stream, reopened in a new process (zarr's IO thread and our locks do not survive a fork;
+        loaded arrays do, and a forked DataLoader worker shares them copy-on-write)."""
         import mimicdata as md
 
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()  # the parent's may have been held by one of its threads at the fork
+            self._store, self._chunks, self._pid = None, None, os.getpid()
         with self._lock:
-            if self._store is None or self._pid != os.getpid():
+            if self._store is None:
                 self._store = md.open(self.url, storage_options=self.storage_options)
-                self._pid = os.getpid()
-                self._chunks = None
             return self._store.streams[self.stream]
 
     def _sources(self) -> tuple[dict[str, ChunkSource], dict[str, Any]]:
@@ -186,7 +188,7 @@ class WindowDataset:
 
     def load(self) -> MemoryGather:
         """Read the fields into memory (once per process); later gathers are numpy takes."""
-        if self._memory is None or self._pid != os.getpid():
+        if self._memory is None:
             sources, transforms = self._sources()
             self._memory = load_fields(sources, self.rows, transforms)
         return self._memory
@@ -204,7 +206,7 @@ class WindowDataset:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         seg, frame, anchor = self.index.locate(idx)
         if reader is None:
-            reader = self._memory if self._memory is not None and self._pid == os.getpid() else self.chunk_reader()
+            reader = self._memory if self._memory is not None else self.chunk_reader()
         batch = reader.gather(self.index.rows(anchor))
         batch["segment"], batch["frame"] = seg, frame
         return batch
@@ -233,7 +235,7 @@ class WindowDataset:
         return self.index.segments
 
     def close(self) -> None:
-        if self._store is not None and self._handle is None:
+        if self._store is not None and self._store is not self._handle:
             self._store.close()
         self._store, self._memory, self._chunks = None, None, None
 
