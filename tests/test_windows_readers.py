@@ -62,8 +62,8 @@ def test_readme_training_data_path_runs(tmp_path, monkeypatch) -> None:
     ours = [b for b in blocks if "md.WindowDataset" in b]
     assert ours, "README has no training data path example"
     monkeypatch.chdir(tmp_path)
+    expert_store(tmp_path / "expert.zarr", lengths=(120,))  # what the quick start above it writes
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # writes expert.zarr (one 120-frame clip)
     exec(compile(ours[0], "README.md", "exec"), namespace)
     assert len(namespace["ds"]) == 111 and namespace["item"]["qpos"].shape == (10, 36)
     assert namespace["batch"]["qpos"].shape[1:] == (10, 36)
