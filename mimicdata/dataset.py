@@ -28,19 +28,20 @@ RESERVED = ("segment", "frame")
 
 
 def _pick_stream(store: Any, stream: str | None, fields: Sequence[str] | None) -> Any:
+    """The named stream; else the one data stream (not a segment table, not a cache) holding ``fields``,
+    preferring the one a segment table segments (``frames`` of an expert or episode store)."""
     if stream is not None:
         if stream not in store.streams:
             raise ValidationError(f"{store.location}: no stream {stream!r}; streams: {list(store.streams)}")
         return store.streams[stream]
-    tables = {s.spec.segments_of for s in store.streams.values() if s.spec.segments_of}
-    candidates = [s for s in store.streams.values()
-                  if s.name not in {t.name for t in store.streams.values() if t.spec.segments_of}
-                  and not s.name.startswith("disc_obs.")]
+    streams = list(store.streams.values())
+    segmented = {s.spec.segments_of for s in streams if s.spec.segments_of}
+    candidates = [s for s in streams if not s.spec.segments_of and not s.name.startswith("disc_obs.")]
     if fields:
         candidates = [s for s in candidates if all(f in s.fields for f in fields)] or candidates
     if len(candidates) > 1:
-        segmented = [s for s in candidates if s.name in tables]
-        candidates = segmented if len(segmented) == 1 else candidates
+        preferred = [s for s in candidates if s.name in segmented]
+        candidates = preferred if len(preferred) == 1 else candidates
     if len(candidates) != 1:
         raise ValidationError(f"{store.location}: pass stream= (one of {list(store.streams)})")
     return candidates[0]
