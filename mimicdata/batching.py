@@ -49,7 +49,12 @@ def _converter(to: str, device: Any, pin_memory: bool | None) -> Callable[[dict[
     if to == "torch":
         import torch
 
-        dev = torch.device(device) if device is not None else None
+        try:
+            dev = torch.device(device) if device is not None else None
+        except (RuntimeError, TypeError) as exc:
+            raise ValidationError(f"device={device!r} is not a torch device ({exc})") from None
+        if dev is not None and dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValidationError(f"device={device!r}: this torch ({torch.__version__}) has no CUDA device")
         pin = bool(pin_memory) if pin_memory is not None else (dev is not None and dev.type == "cuda")
         pin = pin and torch.cuda.is_available()  # pinning needs a CUDA runtime
 

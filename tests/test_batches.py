@@ -135,6 +135,11 @@ def test_outputs_torch_and_jax(ds: md.WindowDataset) -> None:
     assert batch["segment"].dtype == torch.int64
     cpu = next(iter(md.batches(ds, 16, seed=0, to="torch", device="cpu")))
     assert cpu["x"].device.type == "cpu" and torch.equal(cpu["x"], batch["x"])
+    if not torch.cuda.is_available():
+        with pytest.raises(md.ValidationError, match="no CUDA device"):
+            md.batches(ds, 16, to="torch", device="cuda")
+    with pytest.raises(md.ValidationError, match="not a torch device"):
+        md.batches(ds, 16, to="torch", device="toaster")
     jax = pytest.importorskip("jax")
     jbatch = next(iter(md.batches(ds, 16, seed=0, to="jax")))
     assert isinstance(jbatch["x"], jax.Array)
