@@ -14,9 +14,19 @@ from mimicdata.windows import WindowIndex, epoch_order, resolve_offsets
 LENGTHS = [37, 5, 64, 1, 20, 9]
 
 
+_MEMORY_WRITERS: dict[str, md.Store] = {}  # a memory:// store lives while its writer is open
+
+
 def coded_store(url: str, lengths: list[int] = LENGTHS, *, chunk_rows: int = 16, close: bool = True) -> md.Store:
-    """Segments whose rows say where they are: ``code = (segment, frame)``, ``x = 1000 * segment + frame``."""
-    forget_memory_store(url) if url.startswith("memory://") else None
+    """Segments whose rows say where they are: ``code = (segment, frame)``, ``x = 1000 * segment + frame``.
+
+    A ``memory://`` store is freed when its writer closes, so its writer is kept open (readers may open
+    it meanwhile, as they may open any store being appended to)."""
+    if url.startswith("memory://"):
+        if url in _MEMORY_WRITERS:
+            _MEMORY_WRITERS.pop(url).close()
+        forget_memory_store(url)
+        close = False
     store = md.create(url, overwrite=True)
     store.add_stream("frames", {"code": {"dtype": "int64", "shape": [2]}, "x": {"dtype": "float32", "shape": [3]},
                                 "label": {"dtype": "string", "shape": []}}, fps=50, chunk_rows=chunk_rows)
@@ -27,6 +37,8 @@ def coded_store(url: str, lengths: list[int] = LENGTHS, *, chunk_rows: int = 16,
         store.append_segment("episodes", coded_frames(seg, n))
     if close:
         store.close()
+    elif url.startswith("memory://"):
+        _MEMORY_WRITERS[url] = store
     return store
 
 
@@ -166,8 +178,8 @@ def test_stream_is_picked_by_fields_or_named() -> None:
     store = md.create("memory://win-two", ["observations", "actions"], robot="g1_29dof", fps=50, dims={"obs": 160})
     store["observations"].append(obs_batch(30))
     store["actions"].append(act_batch(20))
-    store.close()
     with pytest.raises(md.ValidationError, match="pass stream="):
         md.WindowDataset("memory://win-two")
     assert md.WindowDataset("memory://win-two", fields=["raw_action"]).stream == "actions"
     assert len(md.WindowDataset("memory://win-two", stream="observations", window=5)) == 26
+    store.close()
