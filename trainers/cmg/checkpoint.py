@@ -27,8 +27,12 @@ class CheckpointError(MimicDataError, ValueError):
 
 
 def save_checkpoint(path: str | Path, model: CMGModel, *, robot: str, joint_names: list[str], fps: float,
-                    train_config: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves half a file."""
+                    train_config: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
+                    command_range: list[list[float]] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves half a file.
+
+    ``command_range`` is ``[min, max]`` of the training commands (what ``generate --commands uniform``
+    samples from)."""
     import mimicdata
 
     path = Path(path)
@@ -38,7 +42,7 @@ def save_checkpoint(path: str | Path, model: CMGModel, *, robot: str, joint_name
         "robot": robot, "joint_names": list(joint_names), "fps": float(fps),
         "schema": {"name": ROLLOUT_SCHEMA[0], "version": ROLLOUT_SCHEMA[1]},
         "stats": {k: getattr(model, k).tolist() for k in ("frame_mean", "frame_std", "command_mean", "command_std")},
-        "train_config": dict(train_config or {}), "state": dict(state or {}),
+        "train_config": dict(train_config or {}), "state": dict(state or {}), "command_range": command_range,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

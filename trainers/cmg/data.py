@@ -27,6 +27,8 @@ class StoreSummary:
     command_std: np.ndarray
     speed: list[np.ndarray]  # per clip: command speed (m/s) at each frame (NaN where no command)
     segments: np.ndarray     # (S, 2) frame rows
+    command_min: np.ndarray
+    command_max: np.ndarray
 
 
 class _Moments:
@@ -51,6 +53,7 @@ def summarise(frames_stream: object, num_joints: int, half_window: int, mirror: 
     segments = frames_stream.segments()  # type: ignore[attr-defined]
     frames_m, commands_m = _Moments(), _Moments()
     speeds: list[np.ndarray] = []
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     train = set(int(i) for i in train_segments)
     for i, (start, end) in enumerate(segments):
         qpos = frames_stream.read("qpos", int(start), int(end))  # type: ignore[attr-defined]
@@ -66,6 +69,8 @@ def summarise(frames_stream: object, num_joints: int, half_window: int, mirror: 
             if i in train:
                 commands_m.add(cmd)
                 commands_m.add(mirror.commands(cmd))
+                both = np.concatenate([cmd, mirror.commands(cmd)])
+                lo, hi = np.minimum(lo, both.min(0)), np.maximum(hi, both.max(0))
         if i in train:
             frames_m.add(frames)
             frames_m.add(mirror.frames(frames))
@@ -74,7 +79,7 @@ def summarise(frames_stream: object, num_joints: int, half_window: int, mirror: 
         raise ValidationError(f"no training clip is longer than the command window ({2 * half_window + 1} frames)")
     fm, fs = frames_m.result(std_floor)
     cm, cs = commands_m.result(std_floor)
-    return StoreSummary(fm, fs, cm, cs, speeds, segments)
+    return StoreSummary(fm, fs, cm, cs, speeds, segments, lo.astype(np.float32), hi.astype(np.float32))
 
 
 def split_segments(num_segments: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

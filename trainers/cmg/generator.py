@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from mimicdata_trainers.cmg.checkpoint import CheckpointError, load_model
 from mimicdata_trainers.cmg.features import NUM_ROOT, command_indices
+from mimicdata_trainers.cmg.model import CMGModel
 from mimicdata_trainers.cmg.smoother import CommandSmoother, check_rows, env_index
 
 from mimicdata.errors import ValidationError
@@ -37,6 +38,37 @@ def _device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValidationError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     return dev
+
+
+def standing_frame(model: CMGModel, robot: str, joint_names: list[str]) -> torch.Tensor:
+    """[1, D]: the robot description's standing pose, zero velocities, the training data's mean height."""
+    from mimicdata.schema import load_robot
+
+    j = len(joint_names)
+    frame = torch.zeros_like(model.frame_mean)
+    frame[:j] = model.frame_mean[:j]
+    frame[2 * j] = model.frame_mean[2 * j]
+    try:
+        pose = load_robot(robot).doc.get("default_joint_pos", {})
+    except ValueError:  # a robot without a shipped description: the mean pose
+        pose = {}
+    for i, name in enumerate(joint_names):
+        if name in pose:
+            frame[i] = float(pose[name])
+    return frame.unsqueeze(0)
+
+
+def integrate_root(pos: torch.Tensor, yaw: torch.Tensor, prev: torch.Tensor, frame: torch.Tensor,
+                   vel_cols: list[int], dt: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """World (x, y) and yaw one frame on: the heading-frame velocities of ``prev`` and ``frame``
+    averaged (trapezoid) and turned by the mid-step heading. Returns ``(pos [n, 3], yaw [n])``; z is
+    left as it was (the caller sets it to the frame's root height)."""
+    vx, vy, wz = vel_cols
+    rate = 0.5 * (prev[:, wz] + frame[:, wz])
+    mid = yaw + 0.5 * rate * dt
+    ux, uy = 0.5 * (prev[:, vx] + frame[:, vx]), 0.5 * (prev[:, vy] + frame[:, vy])
+    step = torch.stack([mid.cos() * ux - mid.sin() * uy, mid.sin() * ux + mid.cos() * uy], 1) * dt
+    return torch.cat([pos[:, :2] + step, pos[:, 2:]], 1), yaw + rate * dt
 
 
 class CMGMotionGenerator:
@@ -62,7 +94,7 @@ class CMGMotionGenerator:
         self.num_envs, self.mode = num_envs, mode
         self.preload_duration, self.buffer_size = preload_duration, buffer_size
         self.sync_timing = sync_timing
-        self.default_frame = self._default_frame()
+        self.default_frame = standing_frame(self.model, self.robot, self.joint_names)
         n, d, dev = num_envs, self.frame_dim, self.device
         self.smoother = CommandSmoother(n, command_ramp_steps, dev)
         self.current = self.default_frame.expand(n, d).clone()  # the frame each env returns next (realtime)
@@ -89,22 +121,6 @@ class CMGMotionGenerator:
         if names != list(self.checkpoint["joint_names"]):
             raise CheckpointError(f"{data_path}: its robot's joints differ from the checkpoint's "
                                   f"({self.checkpoint['robot']})")
-
-    def _default_frame(self) -> torch.Tensor:
-        """Standing pose of the robot description, zero velocities, the training data's mean height."""
-        from mimicdata.schema import load_robot
-
-        frame = self.model.frame_mean.clone()
-        frame[self.num_joints:] = 0.0
-        frame[2 * self.num_joints] = self.model.frame_mean[2 * self.num_joints]
-        try:
-            pose = load_robot(self.robot).doc.get("default_joint_pos", {})
-        except ValueError:
-            pose = {}
-        for i, name in enumerate(self.joint_names):
-            if name in pose:
-                frame[i] = float(pose[name])
-        return frame.unsqueeze(0)
 
     def _full_frames(self, init: Any, rows: int) -> torch.Tensor:
         t = torch.as_tensor(init, dtype=torch.float32, device=self.device)
@@ -239,21 +255,12 @@ class CMGMotionGenerator:
         return pos, vel
 
     def _integrate_root(self, sel: slice | torch.Tensor, frame: torch.Tensor) -> None:
-        """World x, y and yaw of the frame just returned, from the heading-frame velocities (trapezoid)."""
-        vx, vy, wz = self._vel
-        prev = self.last[sel]
         fresh = self.fresh[sel]
-        yaw0 = self.root_yaw[sel]
-        rate = 0.5 * (prev[:, wz] + frame[:, wz])
-        yaw1 = yaw0 + rate * self.dt
-        mid = yaw0 + 0.5 * rate * self.dt
-        ux, uy = 0.5 * (prev[:, vx] + frame[:, vx]), 0.5 * (prev[:, vy] + frame[:, vy])
-        step = torch.stack([mid.cos() * ux - mid.sin() * uy, mid.sin() * ux + mid.cos() * uy], 1) * self.dt
-        keep = fresh.unsqueeze(1)
-        pos = self.root_pos[sel]
-        xy = torch.where(keep, pos[:, :2], pos[:, :2] + step)
-        self.root_pos[sel] = torch.cat([xy, frame[:, 2 * self.num_joints:2 * self.num_joints + 1]], 1)
-        self.root_yaw[sel] = torch.where(fresh, yaw0, yaw1)
+        pos, yaw = integrate_root(self.root_pos[sel], self.root_yaw[sel], self.last[sel], frame, self._vel, self.dt)
+        pos[:, 2] = frame[:, 2 * self.num_joints]
+        self.root_pos[sel] = torch.where(fresh.unsqueeze(1), torch.cat([self.root_pos[sel][:, :2], pos[:, 2:]], 1),
+                                         pos)
+        self.root_yaw[sel] = torch.where(fresh, self.root_yaw[sel], yaw)
         self.fresh[sel] = False
 
     def get_root_state(self, env_ids: Any = None) -> dict[str, torch.Tensor]:

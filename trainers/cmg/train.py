@@ -178,8 +178,9 @@ def train(store: str | Path, out: str | Path, config: TrainConfig | None = None,
     if resume and (out / LAST).is_file():
         start_epoch, best, history = _resume(out / LAST, model, opt, robot, mc, device)
         log(f"resuming from {out / LAST} at epoch {start_epoch}")
-    meta = {"robot": robot, "joint_names": joints, "fps": fps, "train_config": {**dataclasses.asdict(config),
-                                                                               "store": str(store)}}
+    meta = {"robot": robot, "joint_names": joints, "fps": fps,
+            "command_range": [summary.command_min.tolist(), summary.command_max.tolist()],
+            "train_config": {**dataclasses.asdict(config), "store": str(store)}}
     perm = torch.as_tensor(mirror.frame_perm, device=device)
     fsign = torch.as_tensor(mirror.frame_sign, device=device)
     csign = torch.as_tensor(mirror.command_sign, device=device)
