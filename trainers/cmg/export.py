@@ -9,6 +9,7 @@ metadata. ``check_onnx`` runs the file with onnxruntime against torch (the ``onn
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, robot: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     d = model.config.frame_dim
     example = (model.frame_mean.unsqueeze(0).repeat(2, 1), model.command_mean.unsqueeze(0).repeat(2, 1))
-    torch.onnx.export(model, example, str(out), input_names=["frame", "command"], output_names=["next_frame"],
-                      dynamic_axes={"frame": {0: "batch"}, "command": {0: "batch"}, "next_frame": {0: "batch"}},
-                      opset_version=OPSET, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter: no onnxscript needed, deprecated since 2.9
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, example, str(out), input_names=["frame", "command"], output_names=["next_frame"],
+                          dynamic_axes={"frame": {0: "batch"}, "command": {0: "batch"}, "next_frame": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
     import onnx
 
     proto = onnx.load(str(out))
