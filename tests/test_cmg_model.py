@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
-import torch  # noqa: E402
-from mimicdata_trainers.cmg import CheckpointError, CommandSmoother, load_model, save_checkpoint  # noqa: E402
-from mimicdata_trainers.cmg.features import (  # noqa: E402
+import torch
+from mimicdata_trainers.cmg import CheckpointError, CommandSmoother, load_model, save_checkpoint
+from mimicdata_trainers.cmg.features import (
     frames_from_qpos,
     robot_mirror,
     smoothed_commands,
 )
-from mimicdata_trainers.cmg.model import CMGModel, ModelConfig  # noqa: E402
+from mimicdata_trainers.cmg.model import CMGModel, ModelConfig
 
-import mimicdata as md  # noqa: E402
+import mimicdata as md
 
 JOINTS = list(md.load_robot("g1_29dof").joint_names)
 
@@ -145,7 +145,7 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         load_model(tmp_path / "missing.pt")
     (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:500])
-    with pytest.raises(CheckpointError, match="cut.pt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable checkpoint"):
         load_model(tmp_path / "cut.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a CMG checkpoint"):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
-import torch  # noqa: E402
-from mimicdata_cli.train import app  # noqa: E402
-from mimicdata_trainers.cmg import CMGMotionGenerator, read_checkpoint  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+import torch
+from mimicdata_cli.train import app
+from mimicdata_trainers.cmg import CMGMotionGenerator, read_checkpoint
+from typer.testing import CliRunner
 
-import mimicdata as md  # noqa: E402
+import mimicdata as md
 
 runner = CliRunner()
 CONFIG = {"batch_size": 64, "steps_per_epoch": 15, "hidden": 64, "experts": 4, "gate_hidden": 32, "lr": 2e-3,
