@@ -18,6 +18,7 @@ command updates touch only the given envs.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,14 @@ def standing_frame(model: CMGModel, robot: str, joint_names: list[str]) -> torch
 def integrate_root(pos: torch.Tensor, yaw: torch.Tensor, prev: torch.Tensor, frame: torch.Tensor,
                    vel_cols: list[int], dt: float) -> tuple[torch.Tensor, torch.Tensor]:
     """World (x, y) and yaw one frame on: the heading-frame velocities of ``prev`` and ``frame``
-    averaged (trapezoid) and turned by the mid-step heading. Returns ``(pos [n, 3], yaw [n])``; z is
+    averaged (trapezoid), turned by the mid-step heading and shortened from arc to chord. Returns ``(pos [n, 3], yaw [n])``; z is
     left as it was (the caller sets it to the frame's root height)."""
     vx, vy, wz = vel_cols
     rate = 0.5 * (prev[:, wz] + frame[:, wz])
     mid = yaw + 0.5 * rate * dt
     ux, uy = 0.5 * (prev[:, vx] + frame[:, vx]), 0.5 * (prev[:, vy] + frame[:, vy])
-    step = torch.stack([mid.cos() * ux - mid.sin() * uy, mid.sin() * ux + mid.cos() * uy], 1) * dt
+    chord = torch.sinc(rate * dt / (2 * math.pi)) * dt  # arc -> chord: exact for constant speed and turn rate
+    step = torch.stack([mid.cos() * ux - mid.sin() * uy, mid.sin() * ux + mid.cos() * uy], 1) * chord.unsqueeze(1)
     return torch.cat([pos[:, :2] + step, pos[:, 2:]], 1), yaw + rate * dt
 
 
@@ -236,7 +238,7 @@ class CMGMotionGenerator:
             frame = self._next_frames(ids)
             self.index[sel] += 1
         else:
-            frame = self.current[sel]
+            frame = self.current[sel].clone()  # a view for sel = all: the step below overwrites it
             t0 = time.perf_counter()
             with torch.no_grad():
                 self.current[sel] = self.model(frame, self.smoother.get_current(ids))
