@@ -62,8 +62,8 @@ def standing_frame(model: CMGModel, robot: str, joint_names: list[str]) -> torch
 def integrate_root(pos: torch.Tensor, yaw: torch.Tensor, prev: torch.Tensor, frame: torch.Tensor,
                    vel_cols: list[int], dt: float) -> tuple[torch.Tensor, torch.Tensor]:
     """World (x, y) and yaw one frame on: the heading-frame velocities of ``prev`` and ``frame``
-    averaged (trapezoid), turned by the mid-step heading and shortened from arc to chord. Returns ``(pos [n, 3], yaw [n])``; z is
-    left as it was (the caller sets it to the frame's root height)."""
+    averaged (trapezoid), turned by the mid-step heading and shortened from arc to chord. Returns
+    ``(pos [n, 3], yaw [n])``; z is left as it was (the caller sets it to the frame's root height)."""
     vx, vy, wz = vel_cols
     rate = 0.5 * (prev[:, wz] + frame[:, wz])
     mid = yaw + 0.5 * rate * dt
