@@ -112,7 +112,11 @@ class CMGMotionGenerator:
         self._times: list[float] = []
         self.frames_generated = 0
         self._vel = command_indices(self.num_joints)
-        self.reset()
+        self.smoother.reset(torch.zeros(n, 3, device=dev))
+        self.history[:] = self.default_frame
+        # every env stands in the default pose; a pregenerated block is rolled out on first use, not here
+
+
 
     # ------------------------------------------------------------------ set-up helpers
     def _check_data(self, data_path: str | Path) -> None:
@@ -166,6 +170,8 @@ class CMGMotionGenerator:
         length, sel = self.preload_duration, self._sel(ids)
         if self.buffer is None:
             self.buffer = torch.empty(self.num_envs, length, self.frame_dim, device=self.device)
+            if ids is not None:  # the other envs need a block too
+                self._regenerate(None, self.current.clone())
         if ids is None:  # in place: no second [N, L, D] block at 4096 x 500
             self._timed_rollout(start, None, length - 1, self.buffer)
         else:
@@ -187,7 +193,8 @@ class CMGMotionGenerator:
 
     def _next_frames(self, ids: torch.Tensor | None) -> torch.Tensor:
         """The frame each env returns next (pregenerated), extending envs that reached their end."""
-        assert self.buffer is not None
+        if self.buffer is None:
+            self._regenerate(None, self.current.clone())
         idx = self.index[self._sel(ids)]
         ended = idx >= self.preload_duration
         if bool(ended.any()):  # one host sync per call; realtime mode has none
@@ -308,7 +315,7 @@ class CMGMotionGenerator:
         if new_mode == self.mode:
             return
         if new_mode == "realtime":
-            self.current = self._next_frames(None).clone()
+            self.current = self._next_frames(None).clone() if self.buffer is not None else self.current
             self._sync_smoother(None)
             self.buffer = None  # free the [N, L, D] block
             self.mode = new_mode
