@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mimicdata.errors import ValidationError
-from mimicdata.gather import ChunkGather, MemoryGather, load_fields
+from mimicdata.gather import ChunkGather, ChunkSource, MemoryGather, load_fields
 from mimicdata.windows import WindowIndex, resolve_offsets
 
 RESERVED = ("segment", "frame")
@@ -150,11 +150,12 @@ class WindowDataset:
                 self._chunks = None
             return self._store.streams[self.stream]
 
-    def _arrays(self) -> tuple[dict[str, Any], dict[str, Any], str]:
+    def _sources(self) -> tuple[dict[str, ChunkSource], dict[str, Any]]:
         src = self._source()
-        arrays = {f: src.array(f) for f in self.fields}
+        where = f"{src.store.location} {src.name}"
+        sources = {f: ChunkSource(src.array(f), src.store.zstore, self.rows, f"{where}/{f}") for f in self.fields}
         transforms = {f: src.aliases[f][1] for f in self.fields if f in src.aliases}
-        return arrays, transforms, f"{src.store.location} {src.name}"
+        return sources, transforms
 
     # ------------------------------------------------------------------------------------- reading
     @property
@@ -166,15 +167,15 @@ class WindowDataset:
     def load(self) -> MemoryGather:
         """Read the fields into memory (once per process); later gathers are numpy takes."""
         if self._memory is None or self._pid != os.getpid():
-            arrays, transforms, where = self._arrays()
-            self._memory = load_fields(arrays, self.rows, transforms, where)
+            sources, transforms = self._sources()
+            self._memory = load_fields(sources, self.rows, transforms)
         return self._memory
 
     def chunk_reader(self, max_bytes: int = 256 << 20) -> ChunkGather:
         """A gatherer that reads chunks on demand through a bounded cache (shared by this process)."""
-        arrays, transforms, where = self._arrays()
+        self._source()  # reopens after a fork, which also drops a reader of the parent's
         if self._chunks is None or self._chunks.max_bytes != max_bytes:
-            self._chunks = ChunkGather(arrays, self.rows, transforms, where, max_bytes)
+            self._chunks = ChunkGather(*self._sources(), max_bytes=max_bytes)
         return self._chunks
 
     def gather(self, indices: Sequence[int] | np.ndarray, reader: MemoryGather | ChunkGather | None = None

@@ -1,48 +1,172 @@
 """Bulk row gathers from a stream's Zarr arrays: all in memory, or chunk by chunk through a bounded cache.
 
 A gather takes any array of store rows and returns, per field, the rows in that shape. Reads are
-grouped by chunk: the chunks a gather needs are fetched in one concurrent request per run of adjacent
-chunks (zarr decodes them in parallel), never one request per row.
+grouped by chunk: the chunks a gather needs are fetched concurrently (one request each, all in flight
+together) and decoded on a thread pool, never one request per row.
+
+Why not ``zarr.Array.__getitem__``: zarr-python spends ~1 ms of Python per chunk in its codec pipeline
+and decodes on its event loop. For the codec chains mimicdata writes (transpose, little-endian bytes,
+blosc; see :mod:`mimicdata.chunkwrite`) this module fetches the stored chunk bytes with the store's own
+``get`` (local files, memory, s3, ...) and decodes them with blosc, which releases the GIL, on every
+core. Arrays with any other layout go through zarr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from zarr.core.sync import sync
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import _get_loop, sync
 
+from mimicdata.chunkwrite import chunk_key
 from mimicdata.errors import CorruptStoreError
 
 Transform = Callable[[np.ndarray], np.ndarray] | None
+Decoder = Callable[[bytes, np.ndarray], None]
+GROUP = 64  # chunks fetched per round trip: bounds memory held as compressed bytes
+
+_POOL: list[Any] = [None, -1]  # (executor, pid): threads do not survive fork, so one pool per process
+_POOL_GUARD = threading.Lock()
 
 
-def _runs(ids: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted unique ints -> ``[(first, last + 1), ...]`` of consecutive runs."""
-    if not len(ids):
-        return []
-    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    stops = np.concatenate([breaks, [len(ids)]])
-    return [(int(ids[a]), int(ids[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+def decode_pool() -> ThreadPoolExecutor:
+    with _POOL_GUARD:
+        if _POOL[0] is None or _POOL[1] != os.getpid():
+            _POOL[0] = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="mimicdata-decode")
+            _POOL[1] = os.getpid()
+        return _POOL[0]
 
 
-async def _read_slices(array: Any, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
-    parts = await asyncio.gather(*(array._async_array.getitem((slice(a, b),)) for a, b in ranges))
-    return [np.asarray(p) for p in parts]
+def chunk_decoder(array: Any) -> Decoder | None:
+    """``decode(stored bytes, out)`` filling ``out`` (a full chunk, rows first), or None for other layouts."""
+    from numcodecs import Blosc
+
+    meta = array.metadata.to_dict()
+    grid, keys = meta.get("chunk_grid", {}), meta.get("chunk_key_encoding", {})
+    if grid.get("name") != "regular" or keys.get("name") != "default":
+        return None
+    if keys.get("configuration", {}).get("separator", "/") != "/" or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
+        return None
+    order: tuple[int, ...] | None = None
+    blosc = False
+    for codec in meta.get("codecs", []):
+        name, conf = codec.get("name"), codec.get("configuration", {}) or {}
+        if name == "transpose" and order is None and not blosc:
+            order = tuple(conf["order"])
+        elif name == "bytes" and conf.get("endian", "little") == "little":
+            continue
+        elif name == "blosc" and not blosc:
+            blosc = True
+        else:
+            return None
+    dtype = np.dtype(array.dtype).newbyteorder("<")
+    stored_shape = tuple(array.chunks[i] for i in order) if order else tuple(array.chunks)
+    inverse = tuple(np.argsort(order)) if order else None
+    codec = Blosc()
+
+    def decode(blob: bytes, out: np.ndarray) -> None:
+        raw = codec.decode(blob) if blosc else blob
+        stored = np.frombuffer(raw, dtype=dtype).reshape(stored_shape)
+        values = stored.transpose(inverse) if inverse else stored
+        out[...] = values[:len(out)]
+
+    return decode
 
 
-def read_ranges(array: Any, ranges: list[tuple[int, int]], where: str) -> list[np.ndarray]:
-    """Rows ``[a, b)`` of a zarr array for every range, fetched and decoded concurrently."""
+def _direct_getter(zstore: Any) -> Callable[[str], Any] | None:
+    """For object stores: a ``get(key)`` that skips s3fs's size probe (a HEAD before every GET, which
+    it makes to split big objects into parallel ranged GETs; chunks are ~1 MiB, so one GET does)."""
+    fs, root = getattr(zstore, "fs", None), getattr(zstore, "path", None)
+    if fs is None or root is None or not getattr(fs, "async_impl", False):
+        return None
     try:
-        return sync(_read_slices(array, ranges))
-    except Exception as exc:  # a codec failure or a chunk gone missing: a damaged store
-        raise CorruptStoreError(f"{where}: cannot read rows {ranges[:3]}{'...' if len(ranges) > 3 else ''}: "
-                                f"{type(exc).__name__}: {exc}") from exc
+        takes_concurrency = "max_concurrency" in inspect.signature(fs._cat_file).parameters
+    except (TypeError, ValueError):
+        return None
+    options = {"max_concurrency": 1} if takes_concurrency else {}
+    missing = tuple(getattr(zstore, "allowed_exceptions", ())) or (FileNotFoundError,)
+
+    async def get(key: str) -> bytes | None:
+        try:
+            return await fs._cat_file(f"{root}/{key}", **options)
+        except missing:
+            return None
+
+    return get
+
+
+class ChunkSource:
+    """Whole chunks of one field, fetched concurrently and decoded in parallel."""
+
+    def __init__(self, array: Any, zstore: Any, rows: int, where: str) -> None:
+        self.array, self.zstore, self.rows, self.where = array, zstore, rows, where
+        self.size = int(array.chunks[0])
+        self.shape = tuple(array.shape[1:])
+        self.dtype = np.dtype(array.dtype)
+        self.decoder = chunk_decoder(array)
+        self._direct = _direct_getter(zstore)
+
+
+    def bounds(self, c: int) -> tuple[int, int]:
+        return c * self.size, min((c + 1) * self.size, self.rows)
+
+    def read_into(self, ids: list[int], outs: list[np.ndarray]) -> None:
+        """Decode chunks ``ids`` into ``outs`` (each sized to the chunk's committed rows).
+
+        Chunks go in groups; the next group's bytes are fetched while this group decodes.
+        """
+        groups = [(ids[g:g + GROUP], outs[g:g + GROUP]) for g in range(0, len(ids), GROUP)]
+        try:
+            if self.decoder is None:
+                for group, targets in groups:
+                    self._zarr_read(group, targets)
+                return
+            loop = _get_loop()
+            pending = asyncio.run_coroutine_threadsafe(self._fetch(groups[0][0]), loop) if groups else None
+            for k, (_group, targets) in enumerate(groups):
+                assert pending is not None
+                blobs = pending.result()
+                if k + 1 < len(groups):
+                    pending = asyncio.run_coroutine_threadsafe(self._fetch(groups[k + 1][0]), loop)
+                jobs = []
+                for blob, out in zip(blobs, targets, strict=True):
+                    if blob is None:  # never written: zarr's fill value
+                        out[...] = self.array.fill_value
+                    else:
+                        jobs.append(decode_pool().submit(self.decoder, blob, out))
+                for job in jobs:
+                    job.result()
+        except Exception as exc:  # a codec failure or a truncated chunk: a damaged store
+            raise CorruptStoreError(f"{self.where}: cannot read chunk(s) {ids[:3]}{'...' if len(ids) > 3 else ''}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+
+    async def _fetch(self, ids: list[int]) -> list[Any]:
+        keys = [chunk_key(self.array, c) for c in ids]
+        if self._direct is not None:
+            return list(await asyncio.gather(*(self._direct(k) for k in keys)))
+        prototype = default_buffer_prototype()
+        found = await asyncio.gather(*(self.zstore.get(k, prototype) for k in keys))
+        return [None if b is None else b.as_numpy_array() for b in found]
+
+    def _zarr_read(self, ids: list[int], outs: list[np.ndarray]) -> None:
+        async def read() -> list[Any]:
+            return await asyncio.gather(*(self.array._async_array.getitem((slice(*self.bounds(c)),)) for c in ids))
+
+        for part, out in zip(sync(read()), outs, strict=True):
+            out[...] = np.asarray(part)
+
+    def read(self, ids: list[int]) -> list[np.ndarray]:
+        outs = [np.empty((self.bounds(c)[1] - self.bounds(c)[0], *self.shape), self.dtype) for c in ids]
+        self.read_into(ids, outs)
+        return outs
 
 
 class MemoryGather:
@@ -62,19 +186,13 @@ class MemoryGather:
                 for name, arr in self.data.items()}
 
 
-def load_fields(arrays: dict[str, Any], rows: int, transforms: dict[str, Transform], where: str,
-                chunk_batch: int = 64) -> MemoryGather:
-    """Read rows ``[0, rows)`` of every array into memory, many chunks at a time."""
+def load_fields(sources: dict[str, ChunkSource], rows: int, transforms: dict[str, Transform]) -> MemoryGather:
+    """Read rows ``[0, rows)`` of every field into memory, decoding straight into the result."""
     data: dict[str, np.ndarray] = {}
-    for name, array in arrays.items():
-        out = np.empty((rows, *array.shape[1:]), dtype=array.dtype)
-        step = array.chunks[0] * chunk_batch  # bounded requests: the event loop never holds the whole field twice
-        ranges = [(a, min(a + step, rows)) for a in range(0, rows, step)]
-        # several chunk-aligned ranges in flight at once keep every core decoding
-        for group in range(0, len(ranges), 8):
-            batch = ranges[group:group + 8]
-            for (a, b), part in zip(batch, read_ranges(array, batch, f"{where}/{name}"), strict=True):
-                out[a:b] = part
+    for name, src in sources.items():
+        out = np.empty((rows, *src.shape), dtype=src.dtype)
+        ids = list(range(-(-rows // src.size)))
+        src.read_into(ids, [out[slice(*src.bounds(c))] for c in ids])
         transform = transforms.get(name)
         data[name] = transform(out) if transform is not None else out
     return MemoryGather(data)
@@ -83,37 +201,20 @@ def load_fields(arrays: dict[str, Any], rows: int, transforms: dict[str, Transfo
 class ChunkGather:
     """Gathers that fetch whole chunks on demand and keep the most recent in a bounded LRU cache.
 
-    Args:
-        arrays: field name -> zarr array.
-        rows: committed rows; nothing past them is read.
-        max_bytes: decoded bytes the cache may hold between gathers (a single gather that needs more
-            holds them only while it runs).
+    ``max_bytes`` bounds the decoded bytes kept between gathers (a single gather that needs more
+    holds them only while it runs).
     """
 
-    def __init__(self, arrays: dict[str, Any], rows: int, transforms: dict[str, Transform], where: str,
+    def __init__(self, sources: dict[str, ChunkSource], transforms: dict[str, Transform],
                  max_bytes: int = 256 << 20) -> None:
-        self.arrays = arrays
-        self.rows = rows
+        self.sources = sources
         self.transforms = transforms
-        self.where = where
         self.max_bytes = int(max_bytes)
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()  # a DataLoader or a prefetch thread may share one dataset
         self.chunks_read = 0  # chunks fetched from the store so far (tests and benchmarks check it)
-        self.requests = 0     # concurrent requests made (one per run of adjacent chunks)
-
-    def _fetch(self, name: str, chunk_ids: np.ndarray) -> dict[int, np.ndarray]:
-        array = self.arrays[name]
-        size = array.chunks[0]
-        ranges = [(a * size, min(b * size, self.rows)) for a, b in _runs(chunk_ids)]
-        self.requests += len(ranges)
-        self.chunks_read += len(chunk_ids)
-        out: dict[int, np.ndarray] = {}
-        for (a, b), part in zip(ranges, read_ranges(array, ranges, f"{self.where}/{name}"), strict=True):
-            for c in range(a // size, -(-b // size)):
-                out[c] = part[c * size - a:min((c + 1) * size, b) - a]
-        return out
+        self.gathers = 0
 
     def _store(self, key: tuple[str, int], chunk: np.ndarray) -> None:
         self._cache[key] = chunk
@@ -122,34 +223,37 @@ class ChunkGather:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes
 
+    def _chunks(self, name: str, src: ChunkSource, unique: list[int]) -> dict[int, np.ndarray]:
+        chunks: dict[int, np.ndarray] = {}
+        for c in unique:
+            hit = self._cache.get((name, c))
+            if hit is not None:
+                self._cache.move_to_end((name, c))
+                chunks[c] = hit
+        missing = [c for c in unique if c not in chunks]
+        if missing:
+            self.chunks_read += len(missing)
+            for c, chunk in zip(missing, src.read(missing), strict=True):
+                chunks[c] = chunk
+                self._store((name, c), chunk)
+        return chunks
+
     def gather(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         flat = rows.reshape(-1)
         out: dict[str, np.ndarray] = {}
         with self._lock:
-            for name, array in self.arrays.items():
-                size = array.chunks[0]
-                cid = flat // size
+            self.gathers += 1
+            for name, src in self.sources.items():
+                cid = flat // src.size
                 order = np.argsort(cid, kind="stable")
-                sorted_ids = cid[order]
-                unique, starts = np.unique(sorted_ids, return_index=True)
-                chunks: dict[int, np.ndarray] = {}
-                for c in unique.tolist():
-                    hit = self._cache.get((name, c))
-                    if hit is not None:
-                        self._cache.move_to_end((name, c))
-                        chunks[c] = hit
-                missing = np.asarray([c for c in unique.tolist() if c not in chunks], dtype=np.int64)
-                if len(missing):
-                    fresh = self._fetch(name, missing)
-                    chunks.update(fresh)
-                    for c, chunk in fresh.items():
-                        self._store((name, c), chunk)
-                result = np.empty((len(flat), *array.shape[1:]), dtype=array.dtype)
+                unique, starts = np.unique(cid[order], return_index=True)
+                chunks = self._chunks(name, src, unique.tolist())
+                result = np.empty((len(flat), *src.shape), dtype=src.dtype)
                 bounds = np.concatenate([starts, [len(flat)]])
                 for k, c in enumerate(unique.tolist()):
                     take = order[bounds[k]:bounds[k + 1]]
-                    result[take] = chunks[c][flat[take] - c * size]
+                    result[take] = chunks[c][flat[take] - c * src.size]
                 transform = self.transforms.get(name)
-                result = result.reshape(*rows.shape, *array.shape[1:])
+                result = result.reshape(*rows.shape, *src.shape)
                 out[name] = transform(result) if transform is not None else result
         return out

@@ -64,7 +64,6 @@ def test_uncached_reads_are_grouped_by_chunk(tmp_path) -> None:
     batch = local.gather(np.arange(0, len(local), 7), reader)
     chunks = -(-1500 // 64)
     assert reader.chunks_read == chunks  # every chunk once, not once per item
-    assert reader.requests == 1          # adjacent chunks go in one concurrent request
     np.testing.assert_array_equal(batch["x"][:, 0, 0] % 1000, batch["frame"])
     local.gather(np.arange(0, len(local), 5), reader)
     assert reader.chunks_read == chunks  # a big enough cache is never read twice
@@ -156,3 +155,20 @@ def test_errors_reach_the_caller_and_an_early_break_stops_the_thread(ds: md.Wind
         if i == 3:
             break
     assert threading.active_count() == before
+
+
+def test_auto_cache_follows_the_memory_budget(ds: md.WindowDataset) -> None:
+    from mimicdata.gather import ChunkGather, MemoryGather
+
+    assert isinstance(md.batches(ds, 8, memory_budget=ds.nbytes).reader(), MemoryGather)
+    assert isinstance(md.batches(ds, 8, memory_budget=ds.nbytes - 1).reader(), ChunkGather)
+
+
+def test_a_damaged_chunk_is_a_corrupt_store_error(tmp_path) -> None:
+    coded_store(str(tmp_path / "d.zarr"), [100, 100], chunk_rows=32)
+    (tmp_path / "d.zarr" / "frames" / "x" / "c" / "2" / "0").write_bytes(b"not a blosc frame")
+    damaged = md.WindowDataset(tmp_path / "d.zarr", fields=["x"], window=2)
+    with pytest.raises(md.CorruptStoreError, match="frames/x"):
+        list(md.batches(damaged, 16, cache="none"))
+    with pytest.raises(md.CorruptStoreError, match="frames/x"):
+        damaged.load()
