@@ -49,7 +49,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, TensorBoard logs, history.json.")],
     config: Annotated[Path | None, typer.Option("--config", help="JSON/YAML file of training settings.")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the config's epochs.")] = None,
-    device: DeviceOpt = "cpu",
+    device: Annotated[str | None, typer.Option(help="torch device (cpu, cuda); default: the config's (cpu).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/cmg_last.pt when it exists.")] = True,
     threads: ThreadsOpt = None,
 ) -> None:
