@@ -172,3 +172,21 @@ def test_onnx_matches_torch(tmp_path: Path) -> None:
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert meta["robot"] == "g1_29dof" and meta["frame_dim"] == "65"
+
+
+def test_speed_balanced_weights_and_held_out_clips() -> None:
+    from mimicdata_trainers.cmg.data import speed_weights, split_segments
+
+    train, val = split_segments(5, 0.2, seed=0)
+    assert len(val) == 1 and sorted([*train, *val]) == list(range(5))
+    # clip 0 walks slowly for 90 frames, clip 1 runs for 10, clip 2 is held out
+    speeds = [np.full(100, 0.2, np.float32), np.full(20, 2.0, np.float32), np.full(50, 1.0, np.float32)]
+    speeds[0][-5:] = np.nan  # no command near the end
+    seg = np.array([0] * 90 + [1] * 10 + [2] * 40)
+    frame = np.concatenate([np.arange(90), np.arange(10), np.arange(40)])
+    w = speed_weights(seg, frame, speeds, np.array([0, 1]), offset=3, bins=4)
+    assert w[seg == 2].sum() == 0 and w[(seg == 0) & (frame + 3 >= 95)].sum() == 0
+    slow, fast = w[seg == 0].sum(), w[seg == 1].sum()
+    assert slow == pytest.approx(0.5) and fast == pytest.approx(0.5)  # each speed bin gets the same share
+    with pytest.raises(md.ValidationError, match="no training windows"):
+        speed_weights(seg, frame, speeds, np.array([], int), offset=3, bins=4)
