@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("ours_pregen", "seed_pregen", "ours_realtime", "seed_realtime")
 
 
 def _rss_mib() -> float:
@@ -173,6 +174,7 @@ def main() -> None:
     p.add_argument("--buffer", type=int, default=100, help="realtime buffer_size (frames filled)")
     p.add_argument("--baseline-frames", type=int, default=3, help="seed model steps actually run")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="variants to run")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--ckpt", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -189,7 +191,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, {a.threads} thread(s); {a.envs} envs; max |ours - seed| per step "
               f"{diff:.2e}")
         results = {}
-        for variant in ("ours_pregen", "seed_pregen", "ours_realtime", "seed_realtime"):
+        for variant in a.only:
             cmd = [sys.executable, __file__, "--variant", variant, "--ckpt", ckpt, "--envs", str(a.envs),
                    "--frames", str(a.frames), "--buffer", str(a.buffer), "--baseline-frames",
                    str(a.baseline_frames), "--threads", str(a.threads)]

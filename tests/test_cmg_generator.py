@@ -229,3 +229,17 @@ def test_cli_errors_are_one_line(ckpt: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["cmg", "train", "--store", "x.zarr", "--out", str(tmp_path / "o"),
                               "--config", str(tmp_path / "cfg.yaml")])
     assert res.exit_code == 1 and "unknown settings ['learning_rate']" in res.output
+
+
+def test_history_in_both_modes(ckpt: Path) -> None:
+    gen = _gen(ckpt, "pregenerated")
+    gen.reset(commands=CMD)
+    played = _play(gen, 4)
+    hist = gen.get_history(frames=5)
+    torch.testing.assert_close(hist[:, 1:, :58], played)
+    torch.testing.assert_close(hist[:, 0], hist[:, 1])  # before the first frame: the oldest repeats
+    gen.switch_mode("realtime")
+    more = _play(gen, 3)
+    torch.testing.assert_close(gen.get_history(frames=3)[:, :, :58], more)
+    with pytest.raises(md.ValidationError, match="frames must lie"):
+        gen.get_history(frames=6)

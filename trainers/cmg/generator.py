@@ -8,8 +8,8 @@ Two modes share one per-env state (the frame each env returns next, its command,
   the command, instead of cutting.
 - ``realtime``: one batched model step per :meth:`get_motion` with the current, linearly ramped command;
   no per-env Python loop, no ``.item()``; a tensor ring buffer keeps each env's last ``buffer_size``
-  frames (:meth:`get_history`). The original generated ahead into per-env deques and had to clear them
-  on every command update.
+  frames (:meth:`get_history`; pregenerated mode reads them from its block). The original generated
+  ahead into per-env deques and had to clear them on every command update.
 
 ``reset(env_ids, init_motion=...)`` starts from the robot's actual state (TWIST_CMG started every
 rollout from the data's first frame: a 0.75 rad hip mismatch, tracking reward ~0). Per-env resets and
@@ -104,7 +104,7 @@ class CMGMotionGenerator:
         self.root_pos = torch.zeros(n, 3, device=dev)
         self.root_yaw = torch.zeros(n, device=dev)
         self.fresh = torch.ones(n, dtype=torch.bool, device=dev)
-        self.history = torch.zeros(n, buffer_size, d, device=dev)
+        self.history: torch.Tensor | None = None  # realtime ring of returned frames [N, buffer_size, D]
         self.history_ptr = torch.zeros(n, dtype=torch.long, device=dev)
         self.buffer: torch.Tensor | None = None
         self.index = torch.zeros(n, dtype=torch.long, device=dev)
@@ -113,7 +113,8 @@ class CMGMotionGenerator:
         self.frames_generated = 0
         self._vel = command_indices(self.num_joints)
         self.smoother.reset(torch.zeros(n, 3, device=dev))
-        self.history[:] = self.default_frame
+        if mode == "realtime":
+            self._new_ring(self.default_frame.expand(n, d))
         # every env stands in the default pose; a pregenerated block is rolled out on first use, not here
 
 
@@ -227,7 +228,8 @@ class CMGMotionGenerator:
         self.root_yaw[sel] = 0.0
         self.fresh[sel] = True
         self.history_ptr[sel] = 0
-        self.history[sel] = start.unsqueeze(1)
+        if self.history is not None:
+            self.history[sel] = start.unsqueeze(1)
         self.last[sel] = start
         if self.mode == "pregenerated":
             self._regenerate(ids, start)
@@ -251,10 +253,11 @@ class CMGMotionGenerator:
                 self.current[sel] = self.model(frame, self.smoother.get_current(ids))
             self._record(t0, frame.shape[0])
         self._integrate_root(sel, frame)
-        ptr = self.history_ptr[sel]
-        rows = torch.arange(self.num_envs, device=self.device) if ids is None else ids
-        self.history[rows, ptr % self.buffer_size] = frame
-        self.history_ptr[sel] = ptr + 1
+        if self.history is not None:
+            ptr = self.history_ptr[sel]
+            rows = torch.arange(self.num_envs, device=self.device) if ids is None else ids
+            self.history[rows, ptr % self.buffer_size] = frame
+            self.history_ptr[sel] = ptr + 1
         self.last[sel] = frame
         j = self.num_joints
         pos, vel = frame[:, :j], frame[:, j:2 * j]
@@ -281,17 +284,29 @@ class CMGMotionGenerator:
                 "pos": self.root_pos[sel], "yaw": self.root_yaw[sel]}
 
     def get_history(self, env_ids: Any = None, frames: int | None = None) -> torch.Tensor:
-        """The last ``frames`` (default buffer_size) returned frames [n, frames, D], oldest first.
-        Before that many frames were returned, the start frame repeats."""
+        """The last ``frames`` (default buffer_size) returned frames [n, frames, D], oldest first; before
+        that many were returned, the oldest available repeats. Realtime mode keeps them in a tensor
+        ring buffer; pregenerated mode reads its block (no second copy of 4096 x 100 frames), which
+        reaches back to where the env's block began (its last reset, command update or extension)."""
         frames = self.buffer_size if frames is None else frames
         if not 1 <= frames <= self.buffer_size:
             raise ValidationError(f"frames must lie in [1, {self.buffer_size}]")
         ids = env_index(env_ids, self.num_envs, self.device)
-        ptr = self.history_ptr[self._sel(ids)]
+        rows = (torch.arange(self.num_envs, device=self.device) if ids is None else ids).unsqueeze(1)
         offs = torch.arange(-frames, 0, device=self.device)
+        if self.history is None:
+            if self.buffer is None:
+                self._next_frames(None)
+            assert self.buffer is not None
+            idx = self.index[self._sel(ids)].unsqueeze(1)
+            return self.buffer[rows, torch.clamp(idx + offs, min=0)]
+        ptr = self.history_ptr[self._sel(ids)]
         slots = torch.clamp(ptr.unsqueeze(1) + offs, min=0) % self.buffer_size
-        rows = torch.arange(self.num_envs, device=self.device) if ids is None else ids
-        return self.history[rows.unsqueeze(1), slots]
+        return self.history[rows, slots]
+
+    def _new_ring(self, fill: torch.Tensor) -> None:
+        self.history = fill.unsqueeze(1).repeat(1, self.buffer_size, 1)
+        self.history_ptr.zero_()
 
     def update_commands(self, commands: Any, env_ids: Any = None) -> None:
         """New velocity commands [n, 3] for the given envs, reached by a linear ramp of
@@ -318,8 +333,10 @@ class CMGMotionGenerator:
             self.current = self._next_frames(None).clone() if self.buffer is not None else self.current
             self._sync_smoother(None)
             self.buffer = None  # free the [N, L, D] block
+            self._new_ring(self.last)
             self.mode = new_mode
         else:
+            self.history = None  # pregenerated history is read from the block
             self.mode = new_mode
             self._regenerate(None, self.current.clone())
 
