@@ -243,3 +243,14 @@ def test_history_in_both_modes(ckpt: Path) -> None:
     torch.testing.assert_close(gen.get_history(frames=3)[:, :, :58], more)
     with pytest.raises(md.ValidationError, match="frames must lie"):
         gen.get_history(frames=6)
+
+
+def test_data_path_must_match_the_checkpoint_robot(ckpt: Path, tmp_path: Path) -> None:
+    """data_path is optional (statistics are in the checkpoint); a store given there must fit it."""
+    md.create(tmp_path / "g1.zarr", "expert_trajectory", robot="g1_29dof", fps=50).close()
+    md.create(tmp_path / "g1_23.zarr", "expert_trajectory", robot="g1_23dof", fps=50).close()
+    CMGMotionGenerator(ckpt, tmp_path / "g1.zarr", num_envs=2, device="cpu")
+    with pytest.raises(CheckpointError, match="joints differ"):
+        CMGMotionGenerator(ckpt, tmp_path / "g1_23.zarr", num_envs=2, device="cpu")
+    with pytest.raises(FileNotFoundError):
+        CMGMotionGenerator(ckpt, tmp_path / "missing.zarr", num_envs=2, device="cpu")
