@@ -196,19 +196,22 @@ def train(store: str | Path, out: str | Path, config: TrainConfig | None = None,
             tf = max(config.teacher_forcing_min, config.teacher_forcing_start * config.teacher_forcing_decay ** epoch)
             model.train()
             total = 0.0
-            batches = md.batches(ds, config.batch_size, shuffle=True, seed=config.seed + epoch, to="numpy",
-                                 weights=weights, prefetch=1)
+            batches = iter(md.batches(ds, config.batch_size, shuffle=True, seed=config.seed + epoch, to="numpy",
+                                      weights=weights, prefetch=1))
             n = 0
-            for n, batch in enumerate(batches, 1):
-                x, c = _to_training_tensors(batch, num_joints, half, config.rollout_steps, device)
-                loss = _step_loss(model, x, c, tf, config, rng, perm, fsign, csign)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                total += float(loss.detach())
-                if n >= steps_per_epoch:
-                    break
+            try:
+                for n, batch in enumerate(batches, 1):
+                    x, c = _to_training_tensors(batch, num_joints, half, config.rollout_steps, device)
+                    loss = _step_loss(model, x, c, tf, config, rng, perm, fsign, csign)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    opt.step()
+                    total += float(loss.detach())
+                    if n >= steps_per_epoch:
+                        break
+            finally:
+                batches.close()  # stops the prefetch thread of an epoch cut short
             if not math.isfinite(total):
                 raise ValidationError(f"training diverged at epoch {epoch + 1} (non-finite loss)")
             model.eval()
