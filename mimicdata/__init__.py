@@ -36,28 +36,9 @@ def scan(url: str, stream: str | None = None, **kwargs: object) -> object:
 
 
 __all__ = [
-    "Batches",
-    "CorruptStoreError",
-    "MimicDataError",
-    "ReadOnlyError",
-    "Robot",
-    "Schema",
-    "SchemaError",
-    "SchemaVersionError",
-    "Store",
-    "StoreExistsError",
-    "StoreLockedError",
-    "StoreNotFoundError",
-    "Stream",
-    "ValidationError",
-    "WindowDataset",
-    "__version__",
-    "batches",
-    "create",
-    "load_robot",
-    "load_schema",
-    "open",
-    "robot_names",
-    "scan",
+    "CorruptStoreError", "MimicDataError", "ReadOnlyError", "Robot", "Schema", "SchemaError",
+    "SchemaVersionError", "Store", "StoreExistsError", "StoreLockedError", "StoreNotFoundError", "Stream",
+    "ValidationError", "__version__", "create", "load_robot", "load_schema", "open", "robot_names", "scan",
     "schema_names",
 ]
+__all__ += ["Batches", "WindowDataset", "batches"]  # the training data path (mimicdata.dataset, .batching)

@@ -49,7 +49,12 @@ def _converter(to: str, device: Any, pin_memory: bool | None) -> Callable[[dict[
     if to == "torch":
         import torch
 
-        dev = torch.device(device) if device is not None else None
+        try:
+            dev = torch.device(device) if device is not None else None
+        except (RuntimeError, TypeError) as exc:
+            raise ValidationError(f"device={device!r} is not a torch device ({exc})") from None
+        if dev is not None and dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValidationError(f"device={device!r}: this torch ({torch.__version__}) has no CUDA device")
         pin = bool(pin_memory) if pin_memory is not None else (dev is not None and dev.type == "cuda")
         pin = pin and torch.cuda.is_available()  # pinning needs a CUDA runtime
 
@@ -110,6 +115,8 @@ class Batches:
         self._probabilities(0)  # bad weights fail here, not in the background thread
         self._convert = _converter(to, device, pin_memory)
         self._entropy = np.random.SeedSequence(seed).entropy
+        # the next epoch to yield: iterating again continues (new permutations), as a DataLoader reshuffles
+        self.epoch = 0
 
     # ------------------------------------------------------------------------------------- planning
     def per_epoch(self) -> int:
@@ -144,18 +151,20 @@ class Batches:
             mode = "memory" if self.ds.nbytes <= budget else "none"
         return self.ds.load() if mode == "memory" else self.ds.chunk_reader(self.chunk_cache_bytes)
 
-    def _produce(self) -> Iterator[Any]:
+    def _produce(self, first: int) -> Iterator[Any]:
         reader = self.reader()
-        epoch = 0
-        while self.epochs is None or epoch < self.epochs:
+        epoch = first
+        while self.epochs is None or epoch < first + self.epochs:
             for idx in self.plan(epoch):
                 yield self._convert(self.ds.gather(idx, reader))
             epoch += 1
 
     # ------------------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
+        first = self.epoch
+        self.epoch += self.epochs or 0
         if self.prefetch == 0:
-            yield from self._produce()
+            yield from self._produce(first)
             return
         slots: queue.Queue[Any] = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -171,7 +180,7 @@ class Batches:
 
         def work() -> None:
             try:
-                for item in self._produce():
+                for item in self._produce(first):
                     if not put(item):
                         return
                 put(_END)
@@ -214,7 +223,8 @@ def batches(ds: WindowDataset, batch_size: int, *, shuffle: bool = True, seed: i
             length does not), or a callable returning them, read at the start of every epoch (so an
             adaptive sampler's changing probabilities take effect). With weights an epoch is
             ``len(ds)`` draws with replacement.
-        epochs: epochs to yield; None: endless.
+        epochs: epochs per iteration; None: endless. Iterating the result again continues with the
+            next epochs (fresh permutations); set ``.epoch`` to replay or resume from a given epoch.
     """
     return Batches(ds, batch_size, shuffle=shuffle, seed=seed, prefetch=prefetch, cache=cache, to=to,
                    device=device, pin_memory=pin_memory, weights=weights, weights_per=weights_per,

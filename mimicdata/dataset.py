@@ -28,22 +28,41 @@ RESERVED = ("segment", "frame")
 
 
 def _pick_stream(store: Any, stream: str | None, fields: Sequence[str] | None) -> Any:
+    """The named stream; else the one data stream (not a segment table, not a cache) holding ``fields``,
+    preferring the one a segment table segments (``frames`` of an expert or episode store)."""
     if stream is not None:
         if stream not in store.streams:
             raise ValidationError(f"{store.location}: no stream {stream!r}; streams: {list(store.streams)}")
         return store.streams[stream]
-    tables = {s.spec.segments_of for s in store.streams.values() if s.spec.segments_of}
-    candidates = [s for s in store.streams.values()
-                  if s.name not in {t.name for t in store.streams.values() if t.spec.segments_of}
-                  and not s.name.startswith("disc_obs.")]
+    streams = list(store.streams.values())
+    segmented = {s.spec.segments_of for s in streams if s.spec.segments_of}
+    candidates = [s for s in streams if not s.spec.segments_of and not s.name.startswith("disc_obs.")]
     if fields:
         candidates = [s for s in candidates if all(f in s.fields for f in fields)] or candidates
     if len(candidates) > 1:
-        segmented = [s for s in candidates if s.name in tables]
-        candidates = segmented if len(segmented) == 1 else candidates
+        preferred = [s for s in candidates if s.name in segmented]
+        candidates = preferred if len(preferred) == 1 else candidates
     if len(candidates) != 1:
         raise ValidationError(f"{store.location}: pass stream= (one of {list(store.streams)})")
     return candidates[0]
+
+
+def _segments(store: Any, src: Any, rows: int, segments_from: str | None) -> np.ndarray:
+    """Row ranges of the segments: the stream's own segment table, another stream's, or one segment."""
+    owner = src
+    if segments_from is not None:
+        if segments_from not in store.streams:
+            raise ValidationError(f"{store.location}: segments_from={segments_from!r} is not a stream; "
+                                  f"streams: {list(store.streams)}")
+        owner = store.streams[segments_from]
+        if owner.segment_stream() is None:
+            raise ValidationError(f"{store.location}: stream {segments_from!r} has no segment table")
+        if owner.num_rows != rows:
+            raise ValidationError(f"{store.location}: {src.name} has {rows} rows but {segments_from} has "
+                                  f"{owner.num_rows}; segments_from needs streams aligned row for row")
+    if owner.segment_stream() is None:
+        return np.array([[0, rows]], dtype=np.int64)
+    return owner.segments()
 
 
 class WindowDataset:
@@ -57,6 +76,8 @@ class WindowDataset:
         offsets: frame offsets relative to the anchor instead of ``window`` (e.g. a history
             ``[-32, -16, -8, -4, -2, -1, 0]``); items keep this order.
         stream: the stream when the store has several candidates.
+        segments_from: take the segments of another stream whose rows match this one's row for row
+            (a derived stream such as a ``disc_obs.<hash>`` cache, aligned to ``frames``).
         storage_options: fsspec options for remote URLs (credentials, endpoint).
 
     ``ds[i]`` is ``{field: (W, *shape), "segment": int, "frame": int}`` where ``frame`` is the anchor's
@@ -66,7 +87,7 @@ class WindowDataset:
 
     def __init__(self, url: str | Path | Any, fields: Sequence[str] | None = None, *, window: int | None = None,
                  offsets: Sequence[int] | None = None, stream: str | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 segments_from: str | None = None, storage_options: dict[str, Any] | None = None) -> None:
         import mimicdata as md
 
         self.offsets = resolve_offsets(window, offsets)
@@ -86,7 +107,7 @@ class WindowDataset:
             self.fields = self._check_fields(store, src, fields)
             self.shapes = {f: tuple(src.array(f).shape[1:]) for f in self.fields}
             self.dtypes = {f: np.dtype(src.array(f).dtype) for f in self.fields}
-            segments = src.segments() if src.segment_stream() is not None else np.array([[0, self.rows]])
+            segments = _segments(store, src, self.rows, segments_from)
             if not len(segments):
                 raise ValidationError(f"{where}: no committed segments to train on")
             self.index = WindowIndex(segments, self.offsets)
@@ -140,14 +161,16 @@ class WindowDataset:
         self._pid = -1  # reopen on first use in this process
 
     def _source(self) -> Any:
-        """The open stream, reopened after a fork (zarr's IO thread does not survive one)."""
+        """The open stream, reopened in a new process (zarr's IO thread and our locks do not survive a fork;
+        loaded arrays do, and a forked DataLoader worker shares them copy-on-write)."""
         import mimicdata as md
 
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()  # the parent's may have been held by one of its threads at the fork
+            self._store, self._chunks, self._pid = None, None, os.getpid()
         with self._lock:
-            if self._store is None or self._pid != os.getpid():
+            if self._store is None:
                 self._store = md.open(self.url, storage_options=self.storage_options)
-                self._pid = os.getpid()
-                self._chunks = None
             return self._store.streams[self.stream]
 
     def _sources(self) -> tuple[dict[str, ChunkSource], dict[str, Any]]:
@@ -166,7 +189,7 @@ class WindowDataset:
 
     def load(self) -> MemoryGather:
         """Read the fields into memory (once per process); later gathers are numpy takes."""
-        if self._memory is None or self._pid != os.getpid():
+        if self._memory is None:
             sources, transforms = self._sources()
             self._memory = load_fields(sources, self.rows, transforms)
         return self._memory
@@ -184,7 +207,7 @@ class WindowDataset:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         seg, frame, anchor = self.index.locate(idx)
         if reader is None:
-            reader = self._memory if self._memory is not None and self._pid == os.getpid() else self.chunk_reader()
+            reader = self._memory if self._memory is not None else self.chunk_reader()
         batch = reader.gather(self.index.rows(anchor))
         batch["segment"], batch["frame"] = seg, frame
         return batch
@@ -213,7 +236,7 @@ class WindowDataset:
         return self.index.segments
 
     def close(self) -> None:
-        if self._store is not None and self._handle is None:
+        if self._store is not None and self._store is not self._handle:
             self._store.close()
         self._store, self._memory, self._chunks = None, None, None
 

@@ -55,6 +55,12 @@ def test_same_seed_same_batches_whatever_the_cache(ds: md.WindowDataset) -> None
     c = [b["frame"] for b in md.batches(ds, 40, seed=8, cache="memory")]
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+    loader = md.batches(ds, 40, seed=7, cache="memory")
+    first, second = ([b["frame"] for b in loader] for _ in range(2))  # iterating again: the next epoch
+    assert all(np.array_equal(x, y) for x, y in zip(a, first, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
+    loader.epoch = 0  # replay
+    assert all(np.array_equal(x["frame"], y) for x, y in zip(loader, first, strict=True))
 
 
 def test_uncached_reads_are_grouped_by_chunk(tmp_path) -> None:
@@ -129,6 +135,11 @@ def test_outputs_torch_and_jax(ds: md.WindowDataset) -> None:
     assert batch["segment"].dtype == torch.int64
     cpu = next(iter(md.batches(ds, 16, seed=0, to="torch", device="cpu")))
     assert cpu["x"].device.type == "cpu" and torch.equal(cpu["x"], batch["x"])
+    if not torch.cuda.is_available():
+        with pytest.raises(md.ValidationError, match="no CUDA device"):
+            md.batches(ds, 16, to="torch", device="cuda")
+    with pytest.raises(md.ValidationError, match="not a torch device"):
+        md.batches(ds, 16, to="torch", device="toaster")
     jax = pytest.importorskip("jax")
     jbatch = next(iter(md.batches(ds, 16, seed=0, to="jax")))
     assert isinstance(jbatch["x"], jax.Array)

@@ -24,10 +24,13 @@ def test_pickles_as_url_and_index_and_reopens(tmp_path) -> None:
     np.testing.assert_array_equal(again[10]["code"], ds[10]["code"])
 
 
+# jax (imported by other tests of the same session) warns on any fork; the workers never touch jax
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_dataloader_with_two_forked_workers(tmp_path) -> None:
     coded_store(str(tmp_path / "w.zarr"), [300, 17, 250], chunk_rows=64)
     ds = md.WindowDataset(tmp_path / "w.zarr", fields=["code", "x"], offsets=[-3, -1, 0])
     ds.gather(np.arange(len(ds)))  # the parent has used zarr: its event-loop thread is running before the fork
+    ds.chunk_reader()._lock.acquire()  # and one of its threads holds the chunk cache's lock at the fork
     loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2,
                                          multiprocessing_context="fork", timeout=120,
                                          generator=torch.Generator().manual_seed(0))
@@ -39,3 +42,4 @@ def test_dataloader_with_two_forked_workers(tmp_path) -> None:
             check_window(code, seg, frame, np.array([-3, -1, 0]))
             seen.append((seg, frame))
     assert sorted(seen) == sorted(zip(*(a.tolist() for a in ds.windows()), strict=True))
+    ds.chunk_reader()._lock.release()

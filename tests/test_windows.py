@@ -157,3 +157,17 @@ def test_epoch_order_is_a_permutation_and_weights_are_normalised() -> None:
         with pytest.raises(md.ValidationError):
             index.window_probabilities(bad)
     assert list(itertools.islice(epoch_order(5, shuffle=False, rng=rng), 5)) == [0, 1, 2, 3, 4]
+
+
+def test_stream_is_picked_by_fields_or_named() -> None:
+    from tests.helpers import act_batch, obs_batch
+
+    forget_memory_store("memory://win-two")
+    store = md.create("memory://win-two", ["observations", "actions"], robot="g1_29dof", fps=50, dims={"obs": 160})
+    store["observations"].append(obs_batch(30))
+    store["actions"].append(act_batch(20))
+    store.close()
+    with pytest.raises(md.ValidationError, match="pass stream="):
+        md.WindowDataset("memory://win-two")
+    assert md.WindowDataset("memory://win-two", fields=["raw_action"]).stream == "actions"
+    assert len(md.WindowDataset("memory://win-two", stream="observations", window=5)) == 26
