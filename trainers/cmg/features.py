@@ -16,6 +16,8 @@ from functools import cache
 
 import numpy as np
 
+from mimicdata.errors import ValidationError
+
 ROOT_FIELDS = ("root_height", "roll", "pitch", "vx", "vy", "vz", "yaw_rate")
 NUM_ROOT = len(ROOT_FIELDS)
 COMMAND_FIELDS = ("vx", "vy", "yaw_rate")
@@ -57,7 +59,7 @@ def frames_from_qpos(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
     qpos = np.asarray(qpos, np.float64)
     qvel = np.asarray(qvel, np.float64)
     if qpos.ndim != 2 or qvel.ndim != 2 or qpos.shape[0] != qvel.shape[0] or qpos.shape[1] - 7 != qvel.shape[1] - 6:
-        raise ValueError(f"qpos {qpos.shape} and qvel {qvel.shape} are not (T, 7+J) and (T, 6+J)")
+        raise ValidationError(f"qpos {qpos.shape} and qvel {qvel.shape} are not (T, 7+J) and (T, 6+J)")
     quat = qpos[:, 3:7]
     yaw, roll, pitch = yaw_roll_pitch(quat)
     c, s = np.cos(yaw), np.sin(yaw)
@@ -83,7 +85,7 @@ def smoothed_commands(frames: np.ndarray, num_joints: int, half_window: int) -> 
     vel = np.asarray(frames)[..., command_indices(num_joints)]
     width = 2 * half_window + 1
     if vel.shape[-2] < width:
-        raise ValueError(f"{vel.shape[-2]} frames are fewer than the command window of {width}")
+        raise ValidationError(f"{vel.shape[-2]} frames are fewer than the command window of {width}")
     csum = np.cumsum(np.concatenate([np.zeros_like(vel[..., :1, :]), vel], axis=-2), axis=-2)
     return (csum[..., width:, :] - csum[..., :-width, :]) / width
 
@@ -114,7 +116,7 @@ def _world_joint_axes(path: object) -> dict[str, np.ndarray]:
 
     def walk(body: ET.Element, rot: np.ndarray) -> None:
         if any(body.get(k) for k in ("euler", "axisangle", "xyaxes", "zaxis")):
-            raise ValueError(f"{path}: body {body.get('name')!r} is not oriented by a quaternion")
+            raise ValidationError(f"{path}: body {body.get('name')!r} is not oriented by a quaternion")
         q = np.array([float(v) for v in body.get("quat", "1 0 0 0").split()])
         rot = quat_mul(rot, q / np.linalg.norm(q))
         for joint in body.findall("joint"):
@@ -151,10 +153,10 @@ def robot_mirror(robot: str) -> Mirror:
             if name.startswith(a):
                 partner = b + name[len(a):]
         if name not in world_axis or partner not in world_axis:
-            raise ValueError(f"robot {robot!r}: joint {name!r} has no mirror partner {partner!r}")
+            raise ValidationError(f"robot {robot!r}: joint {name!r} has no mirror partner {partner!r}")
         dot = float(-(reflect * world_axis[partner]) @ world_axis[name])
         if abs(abs(dot) - 1.0) > 1e-3:
-            raise ValueError(f"robot {robot!r}: joints {name!r} and {partner!r} are not mirror images")
+            raise ValidationError(f"robot {robot!r}: joints {name!r} and {partner!r} are not mirror images")
         perm.append(names.index(partner))
         sign.append(np.sign(dot))
     num = len(names)
