@@ -57,7 +57,7 @@ def codecs_for(preset: str, dtype: np.dtype, ndim: int, *, lossy: bool = False) 
         filters = (TransposeCodec(order=(*range(1, ndim), 0)),)
     is_float = np.dtype(dtype).kind == "f"
     shuffle = "noshuffle" if itemsize == 1 else ("shuffle" if is_float and not lossy else "bitshuffle")
-    level = 7 if preset == "default" else 3
+    level = 3 if preset == "default" else 1
     return {"filters": filters, "serializer": BytesCodec(),
             "compressors": (BloscCodec(cname="zstd", clevel=level, shuffle=shuffle, typesize=itemsize),)}
 

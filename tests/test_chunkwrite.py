@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 
 import mimicdata as md
-from mimicdata.chunkwrite import chunk_encoder
+from mimicdata.chunkwrite import ChunkCodec
 
 
 def test_small_appends_across_chunk_boundaries_and_reopen(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_small_appends_across_chunk_boundaries_and_reopen(tmp_path: Path) -> Non
         for k, v in batch.items():
             want[k].append(v)
         total += n
-    assert all(chunk_encoder(stream.array(f)) is not None for f in stream.fields)  # the fast path was used
+    assert all(ChunkCodec.for_array(stream.array(f)) is not None for f in stream.fields)  # the fast path was used
     store.close()
     for field, parts in want.items():
         expected = np.concatenate(parts)
