@@ -222,18 +222,26 @@ def get(zstore: Any, key: str) -> Any | None:
 
 def read_rows(zstore: Any, codec: ChunkCodec, start: int, stop: int) -> np.ndarray:
     """Rows ``[start, stop)`` of an array, its chunks fetched and decoded concurrently."""
-    rows = codec.chunk_rows
-    out = np.empty((max(0, stop - start), *codec.chunk_shape[1:]), dtype=codec.dtype)
-    if stop <= start:
-        return out
+    return read_many(zstore, [(codec, start, stop)])[0]
 
-    def load(index: int) -> None:
+
+def read_many(zstore: Any, requests: list[tuple[ChunkCodec, int, int]]) -> list[np.ndarray]:
+    """Rows ``[start, stop)`` of several arrays; all their chunks fetched and decoded in one pool."""
+    outs = [np.empty((max(0, stop - start), *codec.chunk_shape[1:]), dtype=codec.dtype)
+            for codec, start, stop in requests]
+    jobs = [(i, index) for i, (codec, start, stop) in enumerate(requests) if stop > start
+            for index in range(start // codec.chunk_rows, (stop - 1) // codec.chunk_rows + 1)]
+
+    def load(job: tuple[int, int]) -> None:
+        i, index = job
+        codec, start, stop = requests[i]
+        rows = codec.chunk_rows
         lo, hi = max(start, index * rows), min(stop, (index + 1) * rows)
         blob = get(zstore, codec.key(index))
         if blob is None:  # never written: the fill value, as in zarr
-            out[lo - start:hi - start] = codec.fill
+            outs[i][lo - start:hi - start] = codec.fill
         else:
-            out[lo - start:hi - start] = codec.decode(blob)[lo - index * rows:hi - index * rows]
+            outs[i][lo - start:hi - start] = codec.decode(blob)[lo - index * rows:hi - index * rows]
 
-    run_all(load, range(start // rows, (stop - 1) // rows + 1))
-    return out
+    run_all(load, jobs)
+    return outs

@@ -20,12 +20,16 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
-from mimicdata.chunkwrite import ChunkCodec, put, read_rows, run_all
+from mimicdata.chunkwrite import ChunkCodec, put, read_many, read_rows, run_all
 from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
 from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
+from mimicdata.pushdown import still_sorted
 from mimicdata.schema import FieldSpec, StreamSpec
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mimicdata.migrate import MigrationPlan
     from mimicdata.store import Store
 
 META = "mimicdata"
@@ -176,6 +180,24 @@ class Stream:
             return cats[data] if len(cats) else data.astype(object)
         return data
 
+    def read_columns(self, names: list[str], start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Rows ``[start, stop)`` of several fields, undecoded strings (codes); all their chunks are
+        fetched and decoded concurrently."""
+        n = self.num_rows
+        stop = n if stop is None else min(int(stop), n)
+        start = max(0, min(int(start), stop))
+        fast = [name for name in names if start < stop and self._codec(name) is not None]
+        out = {name: self.read(name, start, stop, decode=False) for name in names if name not in fast}
+        try:
+            values = read_many(self.store.zstore, [(self._codec(name), start, stop) for name in fast])  # type: ignore[misc]
+        except Exception as exc:  # codec failure: a damaged chunk
+            raise CorruptStoreError(f"{self.store.location}: cannot decode {self.name} fields {fast} rows "
+                                    f"[{start}, {stop}): {type(exc).__name__}: {exc}") from exc
+        for name, data in zip(fast, values, strict=True):
+            transform = self.aliases.get(name, (name, None))[1]
+            out[name] = transform(data) if transform is not None else data
+        return {name: out[name] for name in names}
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.read(name)
 
@@ -198,7 +220,7 @@ class Stream:
             return np.zeros((0, 2), np.int64)
         return np.stack([seg.read("start"), seg.read("end")], axis=1).astype(np.int64)
 
-    def to_arrow(self, fields: list[str] | None = None, start: int = 0, stop: int | None = None) -> Any:
+    def to_arrow(self, fields: list[str] | None = None, start: int = 0, stop: int | None = None) -> pa.Table:
         """The stream as a ``pyarrow.Table`` (see :mod:`mimicdata.arrow`)."""
         from mimicdata.arrow import stream_to_arrow
 
@@ -338,28 +360,15 @@ class Stream:
             return n
 
     def _still_sorted(self, data: dict[str, np.ndarray], start: int) -> list[str] | None:
-        """Scalar numeric fields whose values never decrease over all rows, this batch included.
-
-        Stored as ``sorted_fields`` so that a range predicate on one becomes a row range by binary search
-        (:mod:`mimicdata.pushdown`). Streams written before this was tracked have no entry (None).
-        """
+        """The stream's ``sorted_fields`` after this batch (:func:`mimicdata.pushdown.still_sorted`); None
+        for streams written before they were tracked."""
         if start and "sorted_fields" not in self.meta:
             return None
-        before = self.meta.get("sorted_fields") if start else list(data)
-        out = []
-        for name in before or ():
-            values = data.get(name)
-            if values is None or values.ndim != 1 or values.dtype.kind not in "iuf":
-                continue
-            if len(values) > 1 and not bool(np.all(values[1:] >= values[:-1])):
-                continue
-            if start:
-                if name not in self._last:
-                    self._last[name] = self._read_physical(name, start - 1, start)[0]
-                if not values[0] >= self._last[name]:
-                    continue
-            out.append(name)
-        return out
+        before = self.meta["sorted_fields"] if start else list(data)
+        for name in before if start else ():
+            if name not in self._last:
+                self._last[name] = self._read_physical(name, start - 1, start)[0]
+        return still_sorted(before, data, self._last if start else {})
 
     def _write_rows(self, arrays: dict[str, zarr.Array], data: dict[str, np.ndarray], start: int,
                     stop: int) -> dict[str, np.ndarray]:
@@ -422,6 +431,36 @@ class Stream:
         put(self.store.zstore, f"{self.name}/zarr.json", json.dumps(doc, default=_json_value).encode())
         self.group.metadata.attributes[META] = meta
         self.meta = meta
+
+    def apply_migration(self, plan: MigrationPlan) -> None:
+        """Rewrite migrated fields under their new names, then commit the new version, then delete the
+        old arrays. A crash before the commit leaves the old version intact (the migration runs again)."""
+        rows = self.committed_rows
+        new_present = list(plan.fields_present)
+        for vis, (phys, transform) in plan.aliases.items():
+            values = self._read_physical(phys, 0, rows)
+            if transform is not None:
+                values = transform(values)
+            array = self._create_array(vis, plan.spec.fields[vis], values.shape[1:])
+            if rows:
+                array.resize((rows, *values.shape[1:]))
+                array[0:rows] = values
+            new_present[new_present.index(phys)] = vis
+        stale = [phys for phys, _ in plan.aliases.values()]
+        meta = dict(self.meta, version=plan.target.version, spec=plan.spec.to_doc(), fields_present=new_present,
+                    migrated_from=plan.source_version)
+        self.spec = plan.spec
+        self._commit(meta)
+        for phys in stale:
+            if phys not in new_present:
+                del self.group[phys]
+                self._arrays.pop(phys, None)
+                self._codecs.pop(phys, None)
+        root_meta = dict(self.store.meta)
+        root_meta["schemas"] = [dict(s, version=plan.target.version) if s.get("name") == plan.target.name else s
+                                for s in root_meta.get("schemas", [])]
+        self.store.root.update_attributes({META: root_meta})
+        self.store.meta = root_meta
 
     def truncate(self, rows: int) -> None:
         """Drop rows past ``rows`` (used to discard an unfinished segment after a crash)."""

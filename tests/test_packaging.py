@@ -65,3 +65,48 @@ def test_heavy_dependencies_are_extras_and_torch_is_pinned() -> None:
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
     constraints = (REPO / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in constraints and any(line.startswith("jax==0.9") for line in constraints)
+
+
+CORE = ("_version", "errors", "schema", "storage", "codecs", "chunkwrite", "pushdown", "migrate", "stream",
+        "store", "arrow", "query")
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """mimicdata modules a file imports when run (function-level imports included, TYPE_CHECKING not)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("mimicdata")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mimicdata"):
+            out.add(node.module or "")
+            if node.module == "mimicdata":  # `from mimicdata import x` may name a submodule
+                out |= {f"mimicdata.{a.name}" for a in node.names}
+    return out
+
+
+def test_format_core_has_no_import_cycle() -> None:
+    """store, stream, arrow, migrate (and the modules under them) import in one direction: a version
+    string in a leaf module, Stream -> Arrow conversion apart from the URL-level scan/sql."""
+    graph = {m: {t.split(".")[1] for t in _runtime_imports(REPO / "mimicdata" / f"{m}.py")
+                 if t.count(".") == 1 and t.split(".")[1] in CORE}
+             for m in CORE}
+    package_users = [m for m in CORE if "mimicdata" in _runtime_imports(REPO / "mimicdata" / f"{m}.py")]
+    assert package_users == [], f"core modules import the package itself (a cycle through __init__): {package_users}"
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join([*path, node, nxt])}"
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for module in CORE:
+        if module not in state:
+            visit(module, [])
