@@ -197,8 +197,13 @@ def _put_file(path: str, data: bytes) -> None:
     tmp = f"{path}.{uuid.uuid4().hex}.partial"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:  # the first chunk of an array: its folder does not exist yet
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except FileNotFoundError:  # a new chunk row: its folder (`c/<row>/`) does not exist yet
+        try:
+            os.mkdir(os.path.dirname(path))  # one syscall in the usual case (the parent exists)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
