@@ -19,10 +19,15 @@ def test_loaned_slots_round_trip_with_log_and_abandon_on_error(tmp_path: Path) -
             logger.slot("imu")
         logger.declare("imu", example)
         for i in range(300):
-            if i % 3:
+            if i % 3 == 1:  # in place, through views into the slot
                 with logger.slot("imu") as rec:
                     rec["acc"][:] = (i, 2 * i, 3 * i)
                     rec["gyro"][:] = -i
+                    rec["temperature"][()] = float(i)
+            elif i % 3 == 2:  # whole values: exact dtype as a byte copy, others converted by numpy
+                with logger.slot("imu") as rec:
+                    rec["acc"] = np.array([i, 2 * i, 3 * i], np.float64)
+                    rec["gyro"] = np.full(3, -i, np.float64)
                     rec["temperature"] = float(i)
             else:
                 assert logger.log("imu", {"acc": np.array([i, 2 * i, 3 * i], np.float32),

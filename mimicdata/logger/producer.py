@@ -62,6 +62,8 @@ class Producer:
         self.views = {f.name: ring.field(f.name) for f in layout.fields}
         self.scratch = {f.name: np.zeros((1, *f.shape), f.np_dtype) for f in layout.fields}
         self.zero_slot = bytes(self.slot_bytes)
+        self.slot_fields = {name: (offset, nbytes, dtype, shape)
+                            for name, offset, nbytes, shape, dtype, *_ in self.items}
 
     @staticmethod
     def _scalar_writer(ring: Ring, dtype: np.dtype, offset: int) -> tuple[memoryview, int, int] | None:
@@ -214,19 +216,31 @@ class Producer:
 
 class SlotRecord:
     """One ring slot lent to the caller: ``rec["joint_pos"]`` is a numpy view into shared memory
-    (write it in place: ``rec["joint_pos"][:] = q``), ``rec["counter_step"] = 7`` stores a value."""
+    (write it in place: ``rec["joint_pos"][:] = q``), ``rec["counter_step"] = 7`` stores a value (an
+    array of the field's exact dtype and shape as one raw byte copy, like ``log()``)."""
 
-    __slots__ = ("_views", "slot")
+    __slots__ = ("_base", "_fields", "_mm", "_views", "slot")
 
-    def __init__(self, views: dict[str, np.ndarray], slot: int) -> None:
+    def __init__(self, views: dict[str, np.ndarray], slot: int, mm: Any = None, base: int = 0,
+                 fields: dict[str, tuple[int, int, np.dtype, tuple[int, ...]]] | None = None) -> None:
         self._views = views
         self.slot = slot
+        self._mm, self._base, self._fields = mm, base, fields
 
     def __getitem__(self, name: str) -> np.ndarray:
         view = self._views[name]
         return view[self.slot] if view.ndim > 1 else view[self.slot:self.slot + 1].reshape(())
 
     def __setitem__(self, name: str, value: Any) -> None:
+        if self._mm is not None and value.__class__ is _ndarray:
+            offset, nbytes, dtype, shape = self._fields[name]  # type: ignore[index]
+            if value.dtype is dtype and value.shape == shape:
+                try:
+                    start = self._base + offset
+                    self._mm[start:start + nbytes] = value
+                    return
+                except (BufferError, ValueError, TypeError):
+                    pass  # not C-contiguous: numpy copies it below
         self._views[name][self.slot] = value
 
     def keys(self) -> list[str]:
@@ -257,7 +271,7 @@ class SlotLoan:
             self.w, self.slot = w, w & p.mask
             base = HEADER_BYTES + self.slot * p.slot_bytes
             p.mm[base:base + p.slot_bytes] = p.zero_slot  # no stale values of an older record
-            return SlotRecord(p.views, self.slot)
+            return SlotRecord(p.views, self.slot, p.mm, base, p.slot_fields)
         except BaseException:
             p.lock.release()
             raise
