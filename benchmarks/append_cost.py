@@ -85,7 +85,7 @@ class PreviousAppend:
                 arrays[name] = s._create_array(name, s.spec.fields[name], data[name].shape[1:])
                 present.append(name)
             else:
-                arrays[name] = s._arrays.get(name) or s.array(name)
+                arrays[name] = s._arrays[name] if name in s._arrays else s.array(name)
         blobs, tails = [], {}
         for name, arr in arrays.items():
             encoder = self.encoders.setdefault(name, _previous_encoder(arr))
@@ -129,7 +129,7 @@ def zarr_append(stream: md.Stream) -> Callable[[dict[str, np.ndarray]], None]:
                 arr = stream._create_array(name, stream.spec.fields[name], v.shape[1:])
                 present.append(name)
             else:
-                arr = stream._arrays.get(name) or stream.array(name)
+                arr = stream._arrays[name] if name in stream._arrays else stream.array(name)
             arr.resize((stop, *arr.shape[1:]))
             arr[start:stop] = v
         meta = dict(stream.meta, committed_rows=stop, fields_present=present)

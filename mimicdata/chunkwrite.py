@@ -22,6 +22,7 @@ Two measured choices:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid
@@ -191,6 +192,17 @@ def put(zstore: Any, key: str, data: bytes) -> None:
         zstore.set_sync(key, default_buffer_prototype().buffer.from_bytes(data))
     else:
         sync(zstore.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def json_bytes(doc: dict[str, Any]) -> bytes:
+    """A metadata document as JSON (numpy scalars and arrays as plain values)."""
+    return json.dumps(doc, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _put_file(path: str, data: bytes) -> None:

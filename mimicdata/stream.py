@@ -20,7 +20,7 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
-from mimicdata.chunkwrite import ChunkCodec, put, read_many, read_rows, run_all
+from mimicdata.chunkwrite import ChunkCodec, json_bytes, put, read_many, read_rows, run_all
 from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
 from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
 from mimicdata.pushdown import still_sorted
@@ -346,7 +346,7 @@ class Stream:
                     arrays[name] = self._create_array(name, spec, data[name].shape[1:])
                     present.append(name)
                 else:  # no refresh of the in-memory shape: the writer keeps it in _shape_json
-                    arrays[name] = self._arrays.get(name) or self.array(name)
+                    arrays[name] = self._arrays[name] if name in self._arrays else self.array(name)
             meta = dict(self.meta, committed_rows=stop, fields_present=present)
             if new_cats:
                 meta["categories"] = {**self.meta.get("categories", {}), **new_cats}
@@ -395,9 +395,12 @@ class Stream:
                                 job[0].encode(job[2], partial=job[3], index=job[1], keep=job[4])), jobs, parallel=big)
         # the new shapes only after the chunks they make visible are stored; a shape grows to the end of
         # its last chunk, so small appends inside a chunk rewrite no array metadata (close() trims)
-        run_all(lambda name: self._write_shape(name, -(-stop // self._codecs[name].chunk_rows)  # type: ignore[union-attr]
-                                               * self._codecs[name].chunk_rows),  # type: ignore[union-attr]
-                [name for name in tails if self._shape_rows(name) < stop], parallel=big)
+        grown = {}
+        for name in tails:
+            if self._shape_rows(name) < stop:
+                rows = self._codecs[name].chunk_rows  # type: ignore[union-attr]
+                grown[name] = -(-stop // rows) * rows
+        run_all(lambda item: self._write_shape(*item), list(grown.items()), parallel=big)
         return tails
 
     def _shape_rows(self, name: str) -> int:
@@ -410,9 +413,10 @@ class Stream:
     def _write_shape(self, name: str, rows: int) -> None:
         """Rewrite an array's zarr.json with ``rows`` rows (the in-memory array is refreshed lazily)."""
         self._shape_rows(name)
-        doc = self._shape_json[name]
-        doc["shape"][0] = rows
-        put(self.store.zstore, f"{self.name}/{name}/zarr.json", json.dumps(doc).encode())
+        doc = dict(self._shape_json[name])
+        doc["shape"] = [rows, *doc["shape"][1:]]
+        put(self.store.zstore, f"{self.name}/{name}/zarr.json", json_bytes(doc))
+        self._shape_json[name] = doc  # only once stored: a failed write is retried by the next append
         self._stale.add(name)
 
     def _tail(self, name: str, codec: ChunkCodec, start: int) -> np.ndarray:
@@ -428,7 +432,7 @@ class Stream:
         if self._group_doc is None:  # zarr's to_dict() deep-copies: ~2 ms per commit
             self._group_doc = {k: v for k, v in self.group.metadata.to_dict().items() if k != "attributes"}
         doc = {**self._group_doc, "attributes": {**self.group.metadata.attributes, META: meta}}
-        put(self.store.zstore, f"{self.name}/zarr.json", json.dumps(doc, default=_json_value).encode())
+        put(self.store.zstore, f"{self.name}/zarr.json", json_bytes(doc))
         self.group.metadata.attributes[META] = meta
         self.meta = meta
 
@@ -490,9 +494,3 @@ class Stream:
                 arr.resize((self.committed_rows, *arr.shape[1:]))
                 self._shape_json.pop(name, None)
 
-
-def _json_value(value: Any) -> Any:
-    """numpy scalars and arrays in metadata as plain JSON values."""
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
