@@ -101,12 +101,18 @@ def _unit(module: str) -> str:
 
 
 def _mimicdata_import_graph() -> dict[str, set[str]]:
-    """Edges between mimicdata's subpackages / top-level modules, lazy (in-function) imports included."""
+    """Edges between mimicdata's subpackages / top-level modules, lazy (in-function) imports included,
+    ``if TYPE_CHECKING:`` imports not."""
     edges: dict[str, set[str]] = {}
     for path in (REPO / "mimicdata").rglob("*.py"):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-        for node in ast.walk(_tree(path)):
+        tree = _tree(path)
+        typing_only = {id(n) for node in ast.walk(tree)
+                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: no import at run time, so no cycle
+                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level:
