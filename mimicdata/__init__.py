@@ -16,6 +16,8 @@ from mimicdata.errors import (
     ReadOnlyError,
     SchemaError,
     SchemaVersionError,
+    StorageFullError,
+    StorageWriteError,
     StoreExistsError,
     StoreLockedError,
     StoreNotFoundError,
@@ -39,3 +41,4 @@ __all__ = [
     "ValidationError", "__version__", "create", "load_robot", "load_schema", "open", "robot_names", "scan",
     "schema_names",
 ]
+__all__ += ["StorageFullError", "StorageWriteError"]

@@ -13,6 +13,7 @@ only up to the end of its last committed segment.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from zarr.core.sync import sync
 
 from mimicdata.chunkwrite import Encoder, chunk_encoder, encode_rows
 from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
-from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
+from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError, storage_error
 from mimicdata.schema import FieldSpec, StreamSpec
 
 if TYPE_CHECKING:
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
 
 META = "mimicdata"
 Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def _storage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an OSError of a write (disk full, read-only remount) into the project's error; the rows
+    committed before are untouched because the commit point is never reached."""
+    @functools.wraps(method)
+    def wrapper(self: Stream, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise storage_error(exc, f"{self.store.location} {self.name}: writing after committed row "
+                                     f"{self.committed_rows}") from None
+    return wrapper
 
 
 class Stream:
@@ -280,6 +294,7 @@ class Stream:
         self._arrays[name] = array
         return array
 
+    @_storage_errors
     def append(self, batch: Mapping[str, Any]) -> int:
         """Append a batch of rows (dict of arrays with equal first dimension); returns rows written.
 
@@ -361,6 +376,7 @@ class Stream:
         self.group.update_attributes({META: meta})
         self.meta = meta
 
+    @_storage_errors
     def truncate(self, rows: int) -> None:
         """Drop rows past ``rows`` (used to discard an unfinished segment after a crash)."""
         self._require_writable()
