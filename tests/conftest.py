@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +29,18 @@ class SmallDisk:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def fill(self) -> None:
-        """Write a filler file until the file system refuses; the last byte it takes is used."""
-        with open(self.path / ".filler", "ab", buffering=0) as fh:
+    def fill(self, leave: int = 0) -> None:
+        """Write a filler file until the file system refuses, then give ``leave`` bytes back."""
+        filler = self.path / ".filler"
+        with open(filler, "ab", buffering=0) as fh:
             for block in (1 << 16, 1 << 12, 1 << 9, 1):
                 try:
                     while fh.write(b"\0" * block):
                         pass
                 except OSError:
                     continue
+        if leave:
+            os.truncate(filler, max(0, filler.stat().st_size - leave))
 
     def free(self) -> None:
         (self.path / ".filler").unlink(missing_ok=True)
