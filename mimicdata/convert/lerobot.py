@@ -38,7 +38,7 @@ from mimicdata.convert import lerobot_format as fmt
 from mimicdata.episodes import EpisodeRecorder
 from mimicdata.episodes.config import RECORDING_ATTR, RecordingConfig
 from mimicdata.episodes.stats import ImageStats, merge_all
-from mimicdata.errors import SchemaError, SchemaVersionError, StoreExistsError, ValidationError
+from mimicdata.errors import CorruptStoreError, SchemaError, SchemaVersionError, StoreExistsError, ValidationError
 from mimicdata.store import open as open_store
 
 STATE_KEY, ACTION_KEY, IMAGE_PREFIX = "observation.state", "action", "observation.images."
@@ -77,7 +77,28 @@ def _read_info(root: Path) -> dict[str, Any]:
     for key in ("fps", "features", "data_path"):
         if key not in info:
             raise SchemaError(f"{root / fmt.INFO_PATH}: missing {key!r}")
+    _check_info(info, root / fmt.INFO_PATH)
     return info
+
+
+def _check_info(info: dict[str, Any], where: Path) -> None:
+    """The parts of info.json the import relies on have the types it relies on."""
+    fps = info["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps < float("inf"):
+        raise SchemaError(f"{where}: fps must be a positive number, got {fps!r}")
+    if not isinstance(info["data_path"], str):
+        raise SchemaError(f"{where}: data_path must be a path template, got {info['data_path']!r}")
+    feats = info["features"]
+    if not isinstance(feats, dict):
+        raise SchemaError(f"{where}: features must be an object of name -> feature, got {type(feats).__name__}")
+    for name, feat in feats.items():
+        shape = feat.get("shape") if isinstance(feat, dict) else None
+        if (not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str) or not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            raise SchemaError(f"{where}: feature {name!r} must have a dtype and a shape of positive integers, "
+                              f"got {feat!r}")
+        if feat["dtype"] == "image" and len(shape) != 3:
+            raise SchemaError(f"{where}: image feature {name!r} must have shape [height, width, 3], got {shape}")
 
 
 def _plan_features(info: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -167,9 +188,9 @@ def _import_episodes(rec: EpisodeRecorder, root: Path, info: dict[str, Any], pla
             where = f"{path.relative_to(root)} episode {ep['episode_index']}"
             if path != table_file:
                 try:
-                    table, table_file = pq.read_table(path), path
-                except (OSError, pa.ArrowInvalid) as exc:
-                    report.stopped_at = f"{where}: cannot read data file ({exc})"
+                    table, table_file = _read_data_file(path), path
+                except CorruptStoreError as exc:
+                    report.stopped_at = f"{where}: {exc}"
                     report.problems.append(report.stopped_at)
                     break
             assert table is not None
@@ -180,10 +201,29 @@ def _import_episodes(rec: EpisodeRecorder, root: Path, info: dict[str, Any], pla
                 report.problems.append(report.stopped_at)
                 break
             part = table.slice(int(rows[0]), len(rows))
-            rec.add_frames(_frames_batch(part, plan, tasks, root, where, pool))
+            rec.add_frames(_checked_frames_batch(part, plan, tasks, root, where, pool))
             rec.save_episode()
             done, frames = done + 1, frames + len(rows)
     report.details.update(episodes=done, frames=frames, tasks=len(tasks), cameras=list(plan["images"].values()))
+
+
+def _read_data_file(path: Path) -> pa.Table:
+    """A data parquet file; a damaged one (no footer, flipped bytes) is a CorruptStoreError."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptStoreError(f"cannot read data file ({exc})") from None
+
+
+def _checked_frames_batch(part: pa.Table, plan: dict[str, Any], tasks: dict[int, str], root: Path, where: str,
+                          pool: ThreadPoolExecutor) -> dict[str, Any]:
+    """:func:`_frames_batch`, with a damaged column (missing, null, wrong type, bad PNG) as a ValidationError."""
+    try:
+        return _frames_batch(part, plan, tasks, root, where, pool)
+    except (ValidationError, SchemaError):
+        raise
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+        raise ValidationError(f"{where}: damaged frames ({type(exc).__name__}: {exc})") from None
 
 
 def _frames_batch(part: pa.Table, plan: dict[str, Any], tasks: dict[int, str], root: Path, where: str,

@@ -20,6 +20,7 @@ from mimicdata.motion.types import (
     MotionFormatError,
     detect_unit,
     detect_up_axis,
+    reads_motion_file,
     to_z_up,
 )
 
@@ -28,6 +29,7 @@ _NAME_KEYS = ("names", "joint_names")
 _FPS_KEYS = ("fps", "frequency", "framerate", "mocap_framerate")
 
 
+@reads_motion_file
 def read_positions(path: str | Path, *, names: list[str] | None = None, fps: float | None = None,
                    up_axis: str = "auto", unit: str = "auto", default_fps: float | None = None) -> HumanMotion:
     """Read global joint positions into a :class:`HumanMotion` (metres, Z-up).
