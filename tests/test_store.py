@@ -276,9 +276,13 @@ def test_lock_of_a_killed_but_unreaped_writer_is_stale(tmp_path: Path) -> None:
     code = f"import mimicdata as md, time; s = md.open({str(path)!r}, 'a'); print('ok', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
-    proc.kill()
+    proc.kill()  # not waited for: the child becomes a zombie, still in the process table
     import time
 
-    time.sleep(0.2)  # not waited for: the child is a zombie now, still in the process table
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 120
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # a known point, however loaded the machine
+        assert time.monotonic() < deadline, "the killed child never became a zombie"
+        time.sleep(0.01)
     md.open(path, "a").close()
     proc.wait()
