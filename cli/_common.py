@@ -109,8 +109,13 @@ def print_inspect(info: dict[str, Any]) -> None:
             if t.get("slower_than_declared"):
                 echo(f"    ! loop ran slower than the declared {s['fps']:g} Hz "
                      f"(measured {t['measured_hz']:.2f} Hz)")
-            if t.get("non_monotonic"):
-                echo(f"    ! timestamps go backwards {t['non_monotonic']} time(s)")
+            if t.get("faster_than_declared"):
+                echo(f"    ! timestamps run faster than the declared {s['fps']:g} Hz "
+                     f"(measured {t['measured_hz'] or float('inf'):.2f} Hz)")
+            if t.get("backwards"):
+                echo(f"    ! timestamps go backwards {t['backwards']} time(s)")
+            if t.get("non_monotonic", 0) > t.get("backwards", 0):
+                echo(f"    ! {t['non_monotonic'] - t.get('backwards', 0)} repeated timestamp(s)")
         elif t:
             echo(f"    timing: {t.get('span_s', 0):.2f} s ({t.get('clock', '')})")
         width = max((len(f) for f in s["arrays"]), default=0)

@@ -14,7 +14,7 @@ def convert(
     src: Annotated[str, typer.Argument(help="Input: a log folder/file, a dataset folder, or a store.")],
     dst: Annotated[str, typer.Argument(help="Output store path/URL (or output folder with --to).")],
     from_format: Annotated[str | None, typer.Option("--from", help="Input format: seedlog, lerobot, "
-                                                    "diffusion_policy (guessed when left out).")] = None,
+                                                    "diffusion_policy, mcap (guessed when left out).")] = None,
     to_format: Annotated[str | None, typer.Option("--to", help="Export a store to this format (lerobot).")] = None,
     allow_pickle: Annotated[bool, typer.Option(
         "--allow-pickle", help="Allow reading pickle files. Unpickling RUNS CODE stored in the file: use only "
@@ -49,6 +49,8 @@ def convert(
             raise type(exc)(f"{exc}; the partial output {dst} was removed") from None
     for stream, rows in report.rows.items():
         typer.echo(f"{stream}: {rows} rows")
+    for topic, why in report.details.get("skipped", {}).items():  # mcap: topics that are not streams
+        typer.echo(f"skipped {topic}: {why}", err=True)
     for problem in report.problems:
         typer.echo(f"problem: {problem}", err=True)
     if report.stopped_at:

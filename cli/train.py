@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -22,17 +20,6 @@ app = typer.Typer(
 StoreOpt = Annotated[str, typer.Option("--store", help="Store path or URL holding the frames (e.g. expert.zarr).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of every random generator used.")]
 DeviceOpt = Annotated[str, typer.Option(help="torch device (cpu, cuda).")]
-
-
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Library errors, bad values included (trainers raise ValueError/IndexError), as one line and exit 1."""
-    with fail_on_error():
-        try:
-            yield
-        except (ValueError, IndexError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
 
 
 @app.command()
@@ -61,40 +48,22 @@ def per(
     writes it back as its priority. Prints beta, the mean error drawn and how much of the sampling
     goes to the 1 % of transitions with the largest error (1 % under uniform sampling).
     """
-    import torch
-    from mimicdata_trainers.snapshot import buffer_from_store, save_buffer, transition_errors
+    from mimicdata_trainers.experiments import ReplayExperiment
+    from mimicdata_trainers.snapshot import save_buffer
 
-    import mimicdata as md
-
-    with _clean_errors():
-        source = md.open(store, "r")
-        try:
-            fps = source[stream].fps or source.fps
-            buf = buffer_from_store(source, stream, [f.strip() for f in fields.split(",") if f.strip()],
-                                    alpha=alpha, beta=beta, beta_increment=beta_increment, epsilon=epsilon,
-                                    device=device, seed=seed)
-        finally:
-            source.close()
-        dt = 1.0 / fps if fps else None
-        everything = buf.gather(torch.arange(buf.get_sample_count(), device=buf.device))
-        all_errors = transition_errors(everything, signal, dt)
-        hard = all_errors >= torch.quantile(all_errors, 0.99)
-        typer.echo(f"{buf.get_sample_count()} transitions from {store} [{stream}]; signal {signal}: "
-                   f"error mean {float(all_errors.mean()):.4g}, p99 {float(all_errors[hard].min()):.4g}")
-        drawn_hard = drawn = 0
-        report_every = max(1, iterations // 10)
-        for it in range(1, iterations + 1):
-            sample = buf.sample(batch)
-            errors = transition_errors(sample, signal, dt)
-            buf.update_priorities(sample["indices"], errors)
-            drawn += batch
-            drawn_hard += int(hard.index_select(0, sample["indices"]).sum())
-            if it % report_every == 0 or it == iterations:
-                typer.echo(f"iter {it:>6}  beta {buf.beta:.3f}  mean error drawn {float(errors.mean()):.4g}  "
-                           f"share on top-1% errors {drawn_hard / drawn:.3%}")
+    with fail_on_error():
+        exp = ReplayExperiment.from_store(store, stream, [f.strip() for f in fields.split(",") if f.strip()], signal,
+                                          alpha=alpha, beta=beta, beta_increment=beta_increment, epsilon=epsilon,
+                                          device=device, seed=seed)
+        count = exp.buffer.get_sample_count()
+        typer.echo(f"{count} transitions from {store} [{stream}]; signal {signal}: "
+                   f"error mean {float(exp.errors.mean()):.4g}, p99 {exp.error_p99:.4g}")
+        for r in exp.run(iterations, batch):
+            typer.echo(f"iter {r.iteration:>6}  beta {r.beta:.3f}  mean error drawn {r.mean_error:.4g}  "
+                       f"share on top-1% errors {r.share_on_hard:.3%}")
         if out is not None:
-            save_buffer(buf, out, name, overwrite=overwrite)
-            typer.echo(f"saved snapshot {name!r} ({buf.get_sample_count()} entries) to {out}")
+            save_buffer(exp.buffer, out, name, overwrite=overwrite)
+            typer.echo(f"saved snapshot {name!r} ({count} entries) to {out}")
 
 
 @app.command()
@@ -125,32 +94,23 @@ def adaptive(
     """
     import dataclasses
 
-    import torch
-    from mimicdata_trainers.adaptive import AdaptiveMotionSampler, SpeedHazardFailureModel
+    from mimicdata_trainers.experiments import AdaptiveExperiment
     from mimicdata_trainers.task_config import load_task_config
 
-    with _clean_errors():
+    with fail_on_error():
         config = load_task_config(task).motion_sampling
         changes = {k: v for k, v in (("uniform_ratio", uniform_ratio), ("ema_alpha", ema_alpha)) if v is not None}
         config = dataclasses.replace(config, **changes)
-        sampler = AdaptiveMotionSampler.from_store(store, config, device=device, seed=seed)
-        model = SpeedHazardFailureModel.from_store(sampler, store, rate=hazard_rate, power=hazard_power, seed=seed + 1)
-        hardest = model.hazard >= torch.quantile(model.hazard, 0.9)
+        exp = AdaptiveExperiment.from_store(store, config, hazard_rate=hazard_rate, hazard_power=hazard_power,
+                                            device=device, seed=seed)
+        sampler, hazard = exp.sampler, exp.model.hazard
         typer.echo(f"{sampler.clip_lengths.size} clips, {sampler.num_bins} bins of {sampler.bin_frames} frames; "
-                   f"hazard per bin {float(model.hazard.min()):.3g}..{float(model.hazard.max()):.3g}; "
-                   f"hardest 10% of bins = {float(hardest.double().mean()):.1%} of time")
-        report_every = max(1, iterations // 10)
-        for it in range(1, iterations + 1):
-            clip, frame = sampler.sample(num_envs)
-            share = float(hardest.index_select(0, sampler.bins_of(clip, frame)).double().mean())
-            end_clip, end_frame, failed = model.run_episodes(clip, frame, episode_seconds)
-            sampler.update(end_clip, end_frame, failed)
-            if it % report_every == 0 or it == iterations:
-                m = sampler.metrics()
-                rate = float(failed.double().mean())
-                typer.echo(f"iter {it:>5}  entropy {m['entropy_normalized']:.4f}  top1 {m['top1_prob']:.4f} "
-                           f"(clip {m['top1_clip']} bin {m['top1_bin']})  failure rate {rate:.3f}  "
-                           f"starts in hardest bins {share:.1%}")
+                   f"hazard per bin {float(hazard.min()):.3g}..{float(hazard.max()):.3g}; "
+                   f"hardest 10% of bins = {exp.hardest_time_share:.1%} of time")
+        for r in exp.run(iterations, num_envs, episode_seconds):
+            typer.echo(f"iter {r.iteration:>5}  entropy {r.entropy_normalized:.4f}  top1 {r.top1_prob:.4f} "
+                       f"(clip {r.top1_clip} bin {r.top1_bin})  failure rate {r.failure_rate:.3f}  "
+                       f"starts in hardest bins {r.share_on_hardest:.1%}")
         if out is not None:
             sampler.save(out, name, overwrite=overwrite)
             typer.echo(f"saved sampler state {name!r} to {out}")
@@ -165,7 +125,7 @@ def gains(
     from mimicdata_trainers.g1_config import g1_actuator_config
     from mimicdata_trainers.task_config import load_task_config
 
-    with _clean_errors():
+    with fail_on_error():
         cfg = load_task_config(task).actuators() if task is not None else g1_actuator_config(robot)
     typer.echo(f"{cfg.robot}: f = {cfg.natural_frequency_hz:g} Hz, zeta = {cfg.damping_ratio:g}, "
                f"action scale = {cfg.action_scale_factor:g} * effort / K")

@@ -44,6 +44,19 @@ class CorruptStoreError(MimicDataError, OSError):
     """Stored bytes or metadata cannot be decoded."""
 
 
+class ConfigError(MimicDataError, ValueError):
+    """A setting is malformed or out of range: a hyperparameter, a task file value, an unknown option name."""
+
+
+class StateError(MimicDataError, ValueError):
+    """A saved or live state does not allow the operation: a snapshot or sampler state that is missing,
+    of another class or inconsistent with its store; a buffer sampled while empty or half recorded."""
+
+
+class OutOfRangeError(MimicDataError, IndexError):
+    """An index outside a buffer, tree or clip."""
+
+
 class StorageWriteError(MimicDataError, OSError):
     """The storage refused a write (I/O error); rows committed before it stay readable."""
 

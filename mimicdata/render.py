@@ -74,7 +74,7 @@ def load_clip(url: str | Path, clip: int, frames: FrameRange | None = None
     """(model qpos (T, nq of the full robot model), body_pos, body names, fps, robot) of one clip, or of
     the chosen frames of it (``fps`` is then the rate of the frames kept: ``fps / stride``)."""
     import mimicdata as md
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     with md.open(url) as store:
         clips = store["clips"]
@@ -268,7 +268,7 @@ def filmstrip(body_pos: np.ndarray, body_names: list[str], robot: str, out: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     model = load_robot_model(robot)
     parent = {n: model.body_names[p] for n, p in zip(model.body_names, model.parent, strict=True) if p >= 0}

@@ -12,38 +12,32 @@ from mimicdata.errors import CorruptStoreError, MimicDataError
 from mimicdata.store import Store
 from mimicdata.store import open as open_store
 from mimicdata.stream import Stream
+from mimicdata.timing_kernel import period_stats
 
 
 def timing_summary(stamps_ns: np.ndarray, fps: float | None, segments: np.ndarray | None = None) -> dict[str, Any]:
-    """Mean period, jitter, longest gap and missed ticks of a clock column.
+    """Mean period, jitter, longest gap and missed ticks of a clock column, for `mimicdata inspect`
+    (:func:`mimicdata.timing_kernel.period_stats`, keys kept short).
 
     With ``segments`` (row ranges of episodes), the time between one episode's last frame and the next
-    one's first (a reset) is not counted as a control period.
+    one's first (a reset) is not counted as a control period. ``slower_than_declared`` /
+    ``faster_than_declared``: some segment is more than 5 % off ``fps``.
     """
-    out: dict[str, Any] = {"samples": len(stamps_ns)}
-    if len(stamps_ns) == 0:
+    stats = period_stats(stamps_ns, fps, segments)
+    out = {k: stats[k] for k in ("samples", "start_ns", "end_ns", "span_s") if k in stats}
+    if "period_ms" not in stats:
         return out
-    out["start_ns"], out["end_ns"] = int(stamps_ns[0]), int(stamps_ns[-1])
-    out["span_s"] = (int(stamps_ns[-1]) - int(stamps_ns[0])) / 1e9
-    if len(stamps_ns) < 2:
-        return out
-    periods = np.diff(stamps_ns.astype(np.int64)) / 1e6  # ms
-    if segments is not None and len(segments) > 1:
-        periods = np.delete(periods, segments[1:, 0] - 1)  # drop the boundary-crossing differences
-    if len(periods) == 0:
-        return out
-    out["mean_period_ms"] = float(periods.mean())
-    out["jitter_ms"] = float(periods.std())
-    out["max_gap_ms"] = float(periods.max())
-    out["non_monotonic"] = int((periods < 0).sum())
-    out["measured_hz"] = 1000.0 / out["mean_period_ms"] if out["mean_period_ms"] > 0 else None
-    if fps:
-        nominal = 1000.0 / fps
-        out["nominal_period_ms"] = nominal
-        # a period of k nominal periods means k-1 ticks were missed
-        out["missed_ticks"] = int(np.clip(np.round(periods / nominal) - 1, 0, None).sum())
-        out["late_periods"] = int((periods > 1.5 * nominal).sum())
-        out["slower_than_declared"] = bool(out["mean_period_ms"] > 1.05 * nominal)
+    out["mean_period_ms"] = stats["period_ms"]["mean"]
+    out["jitter_ms"] = stats["period_ms"]["std"]
+    out["max_gap_ms"] = stats["period_ms"]["max"]
+    out["non_monotonic"], out["backwards"] = stats["non_monotonic"], stats["backwards"]
+    out["measured_hz"] = stats["measured_hz"]
+    if "rate" in stats:
+        out["nominal_period_ms"] = stats["nominal_period_ms"]
+        out["missed_ticks"] = stats["missed_ticks"]
+        out["late_periods"] = stats["late"]["count"]
+        out["slower_than_declared"] = bool(stats["rate"]["slow"])
+        out["faster_than_declared"] = bool(stats["rate"]["fast"])
     return out
 
 

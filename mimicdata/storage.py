@@ -2,7 +2,9 @@
 
 - a local path (the default). zarr's LocalStore writes every key to a temporary file and renames it over
   the target, so a killed writer never leaves a torn chunk or ``zarr.json``;
-- ``memory://name`` for tests: one in-process store per name, so reopening finds the same data;
+- ``memory://name`` for tests: one in-process store per name while a writer holds it open, so readers
+  opened meanwhile find the same data; the writer's ``close()`` frees it (handles already open keep
+  reading what they see), so a test suite or a long process does not accumulate stores;
 - any fsspec URL (``s3://bucket/key`` ...) through zarr's FsspecStore.
 """
 
@@ -23,8 +25,8 @@ from zarr.storage import FsspecStore, LocalStore, MemoryStore
 from mimicdata.errors import ReadOnlyError, StoreLockedError, storage_error
 
 LOCK_NAME = "mimicdata.lock"
-_MEMORY: dict[str, dict[str, Any]] = {}
-_MEMORY_LOCKS: dict[str, dict[str, Any]] = {}
+_MEMORY: dict[str, dict[str, Any]] = {}        # name -> the bytes of a memory store a writer has open
+_MEMORY_LOCKS: dict[str, dict[str, Any]] = {}  # name -> lock info of that writer
 _GUARD = threading.Lock()
 
 
@@ -53,8 +55,8 @@ def parse_url(url: str | os.PathLike[str]) -> Location:
 def zarr_store(loc: Location, *, read_only: bool, storage_options: dict[str, Any] | None = None) -> ZarrStore:
     """Open the Zarr store behind a location."""
     if loc.kind == "memory":
-        with _GUARD:
-            mapping = _MEMORY.setdefault(loc.url, {})
+        with _GUARD:  # a new mapping is registered under the name only once a writer locks it
+            mapping = _MEMORY.get(loc.url, {})
         return MemoryStore(mapping, read_only=read_only)
     if loc.kind == "fsspec":
         return FsspecStore.from_url(loc.url, storage_options=storage_options or {}, read_only=read_only)
@@ -63,7 +65,7 @@ def zarr_store(loc: Location, *, read_only: bool, storage_options: dict[str, Any
 
 
 def forget_memory_store(url: str) -> None:
-    """Drop an in-memory store (tests)."""
+    """Drop an in-memory store now, even while a writer has it open (its handles keep their data)."""
     with _GUARD:
         _MEMORY.pop(url, None)
         _MEMORY_LOCKS.pop(url, None)
@@ -127,6 +129,7 @@ class WriterLock:
         self.loc = loc
         self.zstore = zstore
         self.held = False
+        self._memory_info: dict[str, Any] | None = None  # this writer's entry in _MEMORY_LOCKS
 
     def acquire(self, *, break_lock: bool = False) -> None:
         if self.loc.kind == "memory":
@@ -134,7 +137,8 @@ class WriterLock:
                 info = _MEMORY_LOCKS.get(self.loc.url)
                 if info and not break_lock:
                     raise StoreLockedError(f"{self.loc}: already open for writing ({_describe(info)})")
-                _MEMORY_LOCKS[self.loc.url] = _lock_info()
+                self._memory_info = _MEMORY_LOCKS[self.loc.url] = _lock_info()
+                _MEMORY[self.loc.url] = self.zstore._store_dict  # type: ignore[attr-defined]
         elif self.loc.kind == "local":
             self._acquire_file(break_lock)
         else:
@@ -191,8 +195,7 @@ class WriterLock:
             return
         self.held = False
         if self.loc.kind == "memory":
-            with _GUARD:
-                _MEMORY_LOCKS.pop(self.loc.url, None)
+            _free_memory_store(self.loc.url, self._memory_info)
         elif self.loc.kind == "local":
             assert self.loc.path is not None
             try:
@@ -203,3 +206,11 @@ class WriterLock:
             from zarr.core.sync import sync
 
             sync(self.zstore.delete(LOCK_NAME))
+
+
+def _free_memory_store(url: str, info: dict[str, Any] | None) -> None:
+    """A memory store's writer closed: forget the name (unless another writer broke the lock since)."""
+    with _GUARD:
+        if _MEMORY_LOCKS.get(url) is info:
+            _MEMORY_LOCKS.pop(url, None)
+            _MEMORY.pop(url, None)

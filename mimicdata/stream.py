@@ -156,11 +156,17 @@ class Stream:
         n = self.num_rows
         stop = n if stop is None else min(int(stop), n)
         start = max(0, min(int(start), stop))
+        spec = self.field_spec(name)  # an unknown name is a KeyError naming the stream's fields
+        if stop == start and name not in self.fields:
+            # A declared field with no stored rows yet (the stream's first append never happened, or the
+            # field is optional and unused): zero rows of the declared shape, not an error.
+            shape = spec.resolve(self.dims) or tuple(0 if isinstance(d, str) else d for d in spec.shape)
+            empty = np.zeros((0, *shape), spec.storage_dtype)
+            return empty.astype(object) if decode and spec.dtype == "string" else empty
         data = self._read_physical(name, start, stop)
         transform = self.aliases.get(name, (name, None))[1]
         if transform is not None:
             data = transform(data)
-        spec = self.field_spec(name)
         if decode and spec.dtype == "string":
             cats = np.asarray(self.meta.get("categories", {}).get(name, []), dtype=object)
             return cats[data] if len(cats) else data.astype(object)

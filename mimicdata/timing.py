@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimicdata.timing_kernel import GAP_FACTOR, LATE_FACTOR, MAX_LISTED, period_stats, segment_periods
+
 if TYPE_CHECKING:
     from mimicdata.store import Store
     from mimicdata.stream import Stream
 
 MONOTONIC = "monotonic_ns"
 DROPS = "drops"
-MAX_LISTED = 10
 
 
 def _clock(stream: Stream) -> tuple[np.ndarray | None, str | None]:
@@ -52,12 +53,14 @@ def _drops_of(store: Store, name: str) -> dict[str, Any]:
     return out
 
 
-def timing_report(stream: Stream, *, expected_hz: float | None = None, deadline_factor: float = 1.5,
-                  gap_factor: float = 3.0, bins: int = 40) -> dict[str, Any]:
-    """Timing statistics of one stream as JSON-ready data.
+def timing_report(stream: Stream, *, expected_hz: float | None = None, deadline_factor: float = LATE_FACTOR,
+                  gap_factor: float = GAP_FACTOR, bins: int = 40) -> dict[str, Any]:
+    """Timing statistics of one stream as JSON-ready data (:func:`mimicdata.timing_kernel.period_stats`
+    over its clock, plus the logger's drops, ``counter_step`` jumps and a histogram).
 
     Args:
-        stream: a stream with a time field (``observations``, ``actions``, a logged custom stream).
+        stream: a stream with a time field (``observations``, ``actions``, a logged custom stream). A
+            segmented stream (episode frames, clip frames) is timed within its segments: resets are no gaps.
         expected_hz: nominal rate; default the stream's fps, else the median measured rate.
         deadline_factor: a period longer than this many nominal periods is a missed deadline.
         gap_factor: a period longer than this many nominal periods is listed as a gap.
@@ -67,8 +70,9 @@ def timing_report(stream: Stream, *, expected_hz: float | None = None, deadline_
     Keys: ``samples``, ``clock``, ``span_s``, ``nominal_hz`` (+ ``nominal_source``), ``measured_hz``,
     ``period_ms`` (mean, std, min, p1, p50, p99, p99_9, max), ``jitter_ms`` (std and p99 of
     |period - nominal|), ``missed_deadlines``, ``missed_ticks``, ``gaps`` (count, total_s, largest),
-    ``non_monotonic``, ``histogram`` (edges_ms, counts, overflow), ``counter_gaps`` (jumps of
-    ``counter_step`` > 1), ``drops`` (from the logger's drops table).
+    ``non_monotonic`` (periods <= 0), ``backwards`` (< 0), ``rate`` (segments off the declared rate),
+    ``histogram`` (edges_ms, counts, overflow), ``counter_gaps`` (jumps of ``counter_step`` > 1),
+    ``drops`` (from the logger's drops table).
     """
     out: dict[str, Any] = {"stream": stream.name, "samples": stream.num_rows, "drops": _drops_of(stream.store,
                                                                                                   stream.name)}
@@ -83,40 +87,25 @@ def timing_report(stream: Stream, *, expected_hz: float | None = None, deadline_
     out["clock"] = clock
     if len(stamps) < 2:
         return out
-    periods = np.diff(stamps) / 1e6  # ms
-    out["span_s"] = float((stamps[-1] - stamps[0]) / 1e9)
-    out["measured_hz"] = (len(stamps) - 1) / out["span_s"] if out["span_s"] > 0 else None
-    positive = periods[periods > 0]
-    if expected_hz:
-        nominal_hz, source = float(expected_hz), "argument"
-    elif stream.fps:
-        nominal_hz, source = float(stream.fps), "stream fps"
-    elif len(positive):
-        nominal_hz, source = 1000.0 / float(np.median(positive)), "median period"
-    else:
+    segments = stream.segments() if stream.segment_stream() is not None else None
+    declared = expected_hz or stream.fps
+    stats = period_stats(stamps, declared, segments, late_factor=deadline_factor, gap_factor=gap_factor)
+    out["span_s"] = stats["span_s"]
+    if "period_ms" not in stats:
+        return out
+    out["measured_hz"] = stats["measured_hz"]
+    if "nominal_hz" not in stats:
         out["error"] = "all timestamps are equal"
         return out
-    nominal = 1000.0 / nominal_hz
-    out["nominal_hz"], out["nominal_source"] = nominal_hz, source
-    q = np.percentile(periods, [1, 50, 99, 99.9])
-    out["period_ms"] = {"mean": float(periods.mean()), "std": float(periods.std()), "min": float(periods.min()),
-                        "p1": float(q[0]), "p50": float(q[1]), "p99": float(q[2]), "p99_9": float(q[3]),
-                        "max": float(periods.max())}
-    deviation = np.abs(periods - nominal)
-    out["jitter_ms"] = {"std": float(periods.std()), "p99": float(np.percentile(deviation, 99)),
-                        "max": float(deviation.max())}
-    late = periods > deadline_factor * nominal
-    out["missed_deadlines"] = {"count": int(late.sum()), "fraction": float(late.mean()),
-                               "threshold_ms": deadline_factor * nominal}
-    out["missed_ticks"] = int(np.clip(np.round(periods / nominal) - 1, 0, None).sum())
-    gap_idx = np.flatnonzero(periods > gap_factor * nominal)
-    order = gap_idx[np.argsort(-periods[gap_idx], kind="stable")][:MAX_LISTED]
-    out["gaps"] = {"count": len(gap_idx), "threshold_ms": gap_factor * nominal,
-                   "total_s": float(periods[gap_idx].sum() / 1e3),
-                   "largest": [{"after_row": int(i), "at_s": float((stamps[i] - stamps[0]) / 1e9),
-                                "duration_ms": float(periods[i])} for i in sorted(order)]}
-    out["non_monotonic"] = int((periods <= 0).sum())
-    top = max(2.0 * nominal, float(q[3]))
+    out["nominal_hz"] = stats["nominal_hz"]
+    out["nominal_source"] = ("argument" if expected_hz else "stream fps") if declared else stats["nominal_source"]
+    for key in ("period_ms", "jitter_ms", "missed_ticks", "gaps", "non_monotonic", "backwards"):
+        out[key] = stats[key]
+    out["missed_deadlines"] = stats["late"]
+    if "rate" in stats:
+        out["rate"] = stats["rate"]
+    periods, _ = segment_periods(stamps, segments)
+    top = max(2.0 * stats["nominal_period_ms"], stats["period_ms"]["p99_9"])
     counts, edges = np.histogram(np.clip(periods, 0, None), bins=bins, range=(0.0, top))
     out["histogram"] = {"edges_ms": [float(e) for e in edges], "counts": [int(c) for c in counts],
                         "overflow": int((periods > top).sum())}
@@ -145,6 +134,10 @@ def format_timing_report(report: dict[str, Any], *, histogram: bool = True, widt
     m = report["missed_deadlines"]
     lines.append(f"  missed deadlines (> {m['threshold_ms']:.2f} ms): {m['count']} ({100 * m['fraction']:.2f} %), "
                  f"missed ticks {report['missed_ticks']}, non-monotonic {report['non_monotonic']}")
+    rate = report.get("rate")
+    if rate and not rate["ok"]:
+        lines.append(f"  ! off the nominal rate by more than {100 * rate['tolerance']:g} %: "
+                     f"{len(rate['slow'])} segment(s) slower, {len(rate['fast'])} faster")
     g = report["gaps"]
     lines.append(f"  gaps (> {g['threshold_ms']:.2f} ms): {g['count']}, {g['total_s']:.3f} s in total")
     for gap in g["largest"]:

@@ -10,7 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from mimicdata_cli.train import app  # noqa: E402
-from mimicdata_trainers.adaptive import AdaptiveMotionSampler, SpeedHazardFailureModel  # noqa: E402
+from mimicdata_trainers.adaptive import AdaptiveMotionSampler  # noqa: E402
+from mimicdata_trainers.failure_model import SpeedHazardFailureModel  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from tests.test_per_cli import moving_expert_store  # noqa: E402

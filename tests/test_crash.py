@@ -24,11 +24,12 @@ def _run_and_kill(path: Path, kind: str, rng: random.Random) -> None:
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(path), kind], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        raise AssertionError(f"writer failed to start: {line}{proc.stderr.read() if proc.stderr else ''}")
-    time.sleep(rng.uniform(0.0, 0.4))
+    for expected in ("ready", "committed"):  # a known point: the store exists and holds this run's first commit
+        line = proc.stdout.readline()
+        if line.strip() != expected:
+            proc.kill()
+            raise AssertionError(f"writer did not say {expected!r}: {line}{proc.stderr.read() if proc.stderr else ''}")
+    time.sleep(rng.uniform(0.0, 0.4))  # then a random moment: inside a later commit or between two
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -53,6 +54,5 @@ def test_sigkill_at_random_moments_leaves_a_valid_prefix(tmp_path: Path, kind: s
             segs = frames.segments()
             assert len(segs) == 0 or segs[-1, 1] == frames.num_rows  # no half episode is visible
             rows = frames["state"][:, 0]
-        assert len(rows) >= seen  # nothing committed earlier was lost
+        assert len(rows) > seen  # nothing committed earlier was lost, and this run's first commit is there
         seen = len(rows)
-    assert seen > 0

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mimicdata.motion import MotionFormatError, read_motion, recognise_rig
+from mimicdata.motion.kinematics import load_robot_model
 from mimicdata.motion.robot_formats import (
     UNITREE_G1_29DOF_ORDER,
     breadth_first_bodies,
@@ -20,7 +21,6 @@ from mimicdata.motion.robot_formats import (
     read_unitree_csv,
 )
 from mimicdata.motion.rotations import mat_to_quat, quat_from_rotvec
-from mimicdata.retarget.kinematics import load_robot_model
 
 FIX = Path(__file__).parent / "fixtures" / "motion"
 

@@ -82,3 +82,22 @@ def test_too_short_position_clip(tmp_path: Path, shared_data: Path) -> None:
     np.save(tmp_path / "one.npy", np.load(next(src.glob("*.npy")))[:1])
     with pytest.raises(MotionFormatError, match=r"one\.npy: clip has 1 frame"):
         read_positions(tmp_path / "one.npy", fps=30)
+
+
+def test_inference_is_apart_from_file_loading(tmp_path: Path) -> None:
+    from mimicdata.motion.positions import load_positions_file, positions_to_motion
+
+    zup = _standing_zup_m()
+    yup_mm = np.stack([zup[..., 0], zup[..., 2], -zup[..., 1]], axis=-1) * 1000.0
+    motion = positions_to_motion(yup_mm, NAMES, 30.0)  # arrays from anywhere, no file
+    assert motion.source_convention == {"format": "positions", "up_axis": "y", "unit": "mm"}
+    np.testing.assert_allclose(motion.positions, zup, atol=1e-9)
+    with pytest.raises(MotionFormatError, match="up axis must be 'y' or 'z'"):
+        positions_to_motion(zup, NAMES, 30.0, up_axis="x")
+    path = tmp_path / "clip.npz"
+    np.savez(path, positions=yup_mm, names=np.array(NAMES), fps=np.array(30.0), unit=np.array("mm"))
+    stored = load_positions_file(path)  # what the file says, nothing inferred
+    assert (stored.fps, stored.names, stored.unit, stored.up_axis) == (30.0, NAMES, "mm", None)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(MotionFormatError, match=r"clip\.npz"):
+        load_positions_file(path)

@@ -136,3 +136,32 @@ def test_in_memory_state_dict_round_trip() -> None:
         PrioritizedExperienceBuffer(5, 3).load_state_dict(buf.state_dict())
     with pytest.raises(ValueError, match="state is for 'PrioritizedExperienceBuffer', not ExperienceBuffer"):
         ExperienceBuffer(6, 3).load_state_dict(buf.state_dict())
+
+
+def test_one_explicit_state_behind_state_dict_and_snapshot(tmp_path: Path) -> None:
+    from mimicdata_trainers.buffer_state import BufferState
+
+    from mimicdata.errors import StateError
+
+    buf = _trained_buffer()
+    state = buf.state()
+    save_buffer(buf, tmp_path / "s.zarr")
+    encodings = {"from_state": ExperienceBuffer.from_state(state).state(),
+                 "state_dict": BufferState.from_dict(buf.state_dict()),
+                 "snapshot": load_buffer(tmp_path / "s.zarr").state()}
+    assert state.priority is not None
+    for how, other in encodings.items():
+        assert (other.kind, other.head, other.total_samples, other.torn) == (state.kind, state.head,
+                                                                            state.total_samples, False), how
+        assert other.storage.keys() == state.storage.keys(), how
+        assert all(torch.equal(other.storage[k], state.storage[k]) for k in state.storage), how
+        assert other.priority is not None and torch.equal(other.priority.leaves, state.priority.leaves), how
+        assert torch.equal(other.rng, state.rng), how
+    broken = buf.state_dict()
+    del broken["head"]
+    with pytest.raises(StateError, match="no 'head'"):
+        buf.load_state_dict(broken)
+    broken = buf.state_dict()
+    broken["storage"]["obs"] = torch.zeros(2, 4)
+    with pytest.raises(StateError, match="field 'obs' has shape"):
+        buf.load_state_dict(broken)

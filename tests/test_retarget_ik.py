@@ -8,10 +8,10 @@ import mujoco
 import numpy as np
 import pytest
 
+from mimicdata.motion.kinematics import load_robot_model
 from mimicdata.motion.rotations import quat_from_rotvec, quat_normalize
 from mimicdata.retarget.clip import RetargetSettings, problem_for, split_ranges, stitch
 from mimicdata.retarget.ik import IKConfig
-from mimicdata.retarget.kinematics import load_robot_model
 from mimicdata.robots import mjcf_path
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mimicdata.motion import ReadOptions, read_motion
+from mimicdata.motion.kinematics import load_robot_model
 from mimicdata.motion.rotations import mat_to_quat
 from mimicdata.retarget.clip import RetargetSettings, retarget_motion
-from mimicdata.retarget.kinematics import load_robot_model
 from mimicdata.retarget.quality import quality_table
 from mimicdata.schema import load_robot
 
@@ -89,9 +89,9 @@ def test_quality_table_lists_every_clip() -> None:
 
 def test_robot_motion_retargets_onto_itself(tmp_path: Path) -> None:
     """A G1 motion written as Unitree CSV comes back with scale 1 and (almost) no key-point error."""
+    from mimicdata.motion.robot_keypoints import robot_keypoints
     from mimicdata.motion.rotations import quat_from_rotvec
     from mimicdata.retarget.contact import ground_fix
-    from mimicdata.retarget.robot_keypoints import robot_keypoints
 
     g1 = load_robot_model("g1_29dof")
     t = np.arange(60) / 30.0

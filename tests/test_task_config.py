@@ -150,3 +150,22 @@ def test_overrides_and_disabled_replay_build_the_right_pieces(tmp_path: Path) ->
     enabled = load_task_config().make_buffer(8, 4)
     assert isinstance(enabled, PrioritizedExperienceBuffer) and enabled.alpha == 0.6
     assert torch.is_tensor(act.as_torch()["stiffness"])
+
+
+def test_trainer_errors_are_mimicdata_errors_and_builtins() -> None:
+    torch = pytest.importorskip("torch")
+    from mimicdata_trainers.adaptive import AdaptiveMotionSampler
+    from mimicdata_trainers.per import PrioritizedExperienceBuffer
+    from mimicdata_trainers.sumtree import SumTree
+
+    from mimicdata.errors import ConfigError, MimicDataError, OutOfRangeError, StateError
+
+    with pytest.raises(ConfigError) as bad:
+        SumTree(0)
+    assert isinstance(bad.value, MimicDataError) and isinstance(bad.value, ValueError)
+    with pytest.raises(StateError, match="no committed entries"):
+        PrioritizedExperienceBuffer(4, 1).sample(1)
+    with pytest.raises(OutOfRangeError) as out:
+        AdaptiveMotionSampler([10], 50.0).bins_of(torch.tensor([0]), torch.tensor([10]))
+    assert isinstance(out.value, IndexError)
+    assert issubclass(TaskConfigError, ConfigError)

@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mimicdata.errors import ConfigError, OutOfRangeError, StateError, ValidationError
+
 if TYPE_CHECKING:
     import torch
 
     import mimicdata as md
 
-__all__ = ["ADAPTIVE_ATTR", "AdaptiveMotionSampler", "AdaptiveSamplingConfig", "SpeedHazardFailureModel"]
+__all__ = ["ADAPTIVE_ATTR", "AdaptiveMotionSampler", "AdaptiveSamplingConfig"]
 
 ADAPTIVE_ATTR = "adaptive_sampler_states"
 
@@ -58,17 +60,17 @@ class AdaptiveSamplingConfig:
         def number(name: str, lo: float, hi: float, lo_open: bool) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"adaptive sampling: {name} must be a finite number, got {value!r}")
+                raise ConfigError(f"adaptive sampling: {name} must be a finite number, got {value!r}")
             if value > hi or value < lo or (lo_open and value == lo):
-                raise ValueError(f"adaptive sampling: {name} must be in {'(' if lo_open else '['}{lo}, {hi}], "
-                                 f"got {value!r}")
+                raise ConfigError(f"adaptive sampling: {name} must be in {'(' if lo_open else '['}{lo}, {hi}], "
+                                  f"got {value!r}")
 
         number("bin_seconds", 0.0, math.inf, True)
         number("ema_alpha", 0.0, 1.0, True)
         number("kernel_lambda", 0.0, 1.0, True)
         number("uniform_ratio", 0.0, 1.0, False)
         if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 1:
-            raise ValueError(f"adaptive sampling: kernel_size must be an int >= 1, got {self.kernel_size!r}")
+            raise ConfigError(f"adaptive sampling: kernel_size must be an int >= 1, got {self.kernel_size!r}")
 
 
 class AdaptiveMotionSampler:
@@ -99,17 +101,18 @@ class AdaptiveMotionSampler:
         self.config = config or AdaptiveSamplingConfig()
         lengths = np.asarray(clip_lengths, dtype=np.int64).reshape(-1)
         if lengths.size == 0:
-            raise ValueError("adaptive sampling needs at least one clip")
+            raise ValidationError("adaptive sampling needs at least one clip")
         if (lengths < 1).any():
-            raise ValueError(f"clip {int(np.argmax(lengths < 1))} has {int(lengths.min())} frames; clips need >= 1")
+            raise ValidationError(f"clip {int(np.argmax(lengths < 1))} has {int(lengths.min())} frames; "
+                                  "clips need >= 1")
         if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive number, got {fps!r}")
+            raise ValidationError(f"fps must be a positive number, got {fps!r}")
         self.fps = float(fps)
         self.device = torch.device(device)
         self.clip_lengths = lengths
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if clip_starts is None else np.asarray(clip_starts)
         if starts.shape != lengths.shape:
-            raise ValueError(f"clip_starts has {starts.size} entries for {lengths.size} clips")
+            raise ValidationError(f"clip_starts has {starts.size} entries for {lengths.size} clips")
         self.clip_starts = starts.astype(np.int64)
         self.bin_frames = max(1, round(self.config.bin_seconds * self.fps))
         bins_per_clip = -(-lengths // self.bin_frames)  # ceil
@@ -153,11 +156,11 @@ class AdaptiveMotionSampler:
         try:
             frames = store[stream]
             if frames.segment_stream() is None:
-                raise ValueError(f"{store.location} {stream}: no segment table (clips/episodes) to bin")
+                raise ValidationError(f"{store.location} {stream}: no segment table (clips/episodes) to bin")
             segments = frames.segments()
             fps = frames.fps or store.fps
             if not fps:
-                raise ValueError(f"{store.location} {stream}: no frame rate; bins need fps")
+                raise ValidationError(f"{store.location} {stream}: no frame rate; bins need fps")
             return cls(segments[:, 1] - segments[:, 0], fps, config, clip_starts=segments[:, 0],
                        device=device, seed=seed)
         finally:
@@ -172,17 +175,17 @@ class AdaptiveMotionSampler:
         clip = torch.as_tensor(clip, device=self.device).to(torch.int64).reshape(-1)
         frame = torch.as_tensor(frame, device=self.device).to(torch.int64).reshape(-1)
         if clip.shape != frame.shape:
-            raise ValueError(f"{clip.numel()} clips but {frame.numel()} frames")
+            raise ValidationError(f"{clip.numel()} clips but {frame.numel()} frames")
         if clip.numel() == 0:
             return clip
         if int(clip.min()) < 0 or int(clip.max()) >= self.clip_lengths.size:
-            raise IndexError(f"clip index outside [0, {self.clip_lengths.size})")
+            raise OutOfRangeError(f"clip index outside [0, {self.clip_lengths.size})")
         lengths = torch.as_tensor(self.clip_lengths, device=self.device).index_select(0, clip)
         bad = (frame < 0) | (frame >= lengths)
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0, 0])
-            raise IndexError(f"frame {int(frame[i])} is outside clip {int(clip[i])} "
-                             f"({int(lengths[i])} frames)")
+            raise OutOfRangeError(f"frame {int(frame[i])} is outside clip {int(clip[i])} "
+                                  f"({int(lengths[i])} frames)")
         return self._clip_first_bin.index_select(0, clip) + torch.div(frame, self.bin_frames, rounding_mode="floor")
 
     def update(self, clip: torch.Tensor, frame: torch.Tensor, failed: torch.Tensor) -> None:
@@ -195,7 +198,7 @@ class AdaptiveMotionSampler:
         failed = torch.as_tensor(failed, device=self.device).reshape(-1).to(torch.bool)
         bins = self.bins_of(clip, frame)
         if bins.numel() != failed.numel():
-            raise ValueError(f"{bins.numel()} episodes but {failed.numel()} failure flags")
+            raise ValidationError(f"{bins.numel()} episodes but {failed.numel()} failure flags")
         counts = torch.bincount(bins[failed], minlength=self.num_bins).to(torch.float64)
         alpha = self.config.ema_alpha
         self._failure_ema.mul_(1.0 - alpha).add_(counts, alpha=alpha)
@@ -226,7 +229,7 @@ class AdaptiveMotionSampler:
         import torch
 
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+            raise ValidationError(f"num_envs must be a positive int, got {num_envs!r}")
         bins = torch.multinomial(self.probabilities(), num_envs, replacement=True, generator=self._generator)
         offset = torch.rand(num_envs, dtype=torch.float64, device=self.device, generator=self._generator)
         lengths = self._bin_len.index_select(0, bins)
@@ -308,18 +311,18 @@ class AdaptiveMotionSampler:
         try:
             state = store.attrs.get(ADAPTIVE_ATTR, {}).get(name)
             if state is None:
-                raise ValueError(f"{store.location}: no adaptive sampler state {name!r}")
+                raise StateError(f"{store.location}: no adaptive sampler state {name!r}")
             sampler = cls(state["clip_lengths"], state["fps"], AdaptiveSamplingConfig(**state["config"]),
                           clip_starts=state["clip_starts"], device=device, seed=0)
             stream = store[name]
             if stream.num_rows != sampler.num_bins:
-                raise ValueError(f"{store.location} {name}: {stream.num_rows} bins stored, "
+                raise StateError(f"{store.location} {name}: {stream.num_rows} bins stored, "
                                  f"the saved clip layout gives {sampler.num_bins}")
             if not np.array_equal(stream.read("clip"), sampler._bin_clip.cpu().numpy()):
-                raise ValueError(f"{store.location} {name}: stored bins do not match the saved clip layout")
+                raise StateError(f"{store.location} {name}: stored bins do not match the saved clip layout")
             ema = torch.from_numpy(stream.read("failure_ema")).to(sampler.device)
             if bool((ema < 0).any()) or not bool(torch.isfinite(ema).all()):
-                raise ValueError(f"{store.location} {name}: failure_ema holds negative or non-finite values")
+                raise StateError(f"{store.location} {name}: failure_ema holds negative or non-finite values")
             sampler._failure_ema.copy_(ema)
             sampler.updates = int(state["updates"])
             sampler.failures_seen = int(state["failures_seen"])
@@ -329,89 +332,3 @@ class AdaptiveMotionSampler:
         finally:
             if store is not source:
                 store.close()
-
-
-class SpeedHazardFailureModel:
-    """A stand-in tracking policy that fails more often where the reference motion is fast.
-
-    It lets the sampler be exercised without a simulator, on the real clips of a store. Each bin
-    ``b`` gets a per-second hazard that grows with its mean joint speed ``v_b`` (``|qvel[6:]|``,
-    rad/s) relative to the median bin: the chance to fail while playing through one bin is
-
-        h_b = 1 - exp(-rate * bin_seconds * (v_b / median_v) ** power)
-
-    An episode starts at a sampled (clip, frame), plays bin after bin for ``episode_seconds`` and
-    ends by failing (a Bernoulli draw per bin), at the clip's end, or at the time limit.
-    """
-
-    def __init__(self, sampler: AdaptiveMotionSampler, bin_speed: np.ndarray, *, rate: float = 0.05,
-                 power: float = 2.0, seed: int | None = None) -> None:
-        import torch
-
-        speed = np.asarray(bin_speed, dtype=np.float64)
-        if speed.shape != (sampler.num_bins,):
-            raise ValueError(f"bin_speed has shape {speed.shape}, the sampler has {sampler.num_bins} bins")
-        if not np.isfinite(speed).all() or (speed < 0).any():
-            raise ValueError("bin_speed must be finite and >= 0")
-        for name, value in (("rate", rate), ("power", power)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        self.sampler = sampler
-        median = float(np.median(speed)) or 1.0
-        seconds = sampler.bin_frames / sampler.fps
-        hazard = 1.0 - np.exp(-rate * seconds * (speed / median) ** power)
-        self.hazard = torch.as_tensor(hazard, dtype=torch.float64, device=sampler.device)
-        self._generator = torch.Generator(device=sampler.device)
-        self._generator.manual_seed(0 if seed is None else int(seed))
-
-    @classmethod
-    def from_store(cls, sampler: AdaptiveMotionSampler, source: str | Path | md.Store, *, stream: str = "frames",
-                   rate: float = 0.05, power: float = 2.0, seed: int | None = None) -> SpeedHazardFailureModel:
-        """Per-bin joint speed from the ``qvel`` field of the store the sampler was built on."""
-        import mimicdata as md
-
-        store = source if isinstance(source, md.Store) else md.open(source, "r")
-        try:
-            frames = store[stream]
-            if "qvel" not in frames.fields:
-                raise ValueError(f"{store.location} {stream}: no qvel field to derive joint speeds from")
-            qvel = frames.read("qvel")
-            speed_rows = np.linalg.norm(qvel[:, 6:].astype(np.float64), axis=1)
-        finally:
-            if store is not source:
-                store.close()
-        lengths = sampler.clip_lengths
-        clip = np.repeat(np.arange(lengths.size), lengths)
-        first = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # position of each clip's frame 0 below
-        frame = np.arange(clip.size) - np.repeat(first, lengths)
-        rows = sampler.clip_starts[clip] + frame
-        if rows.size and rows.max() >= speed_rows.size:
-            raise ValueError(f"{stream} has {speed_rows.size} rows; the sampler's clips need {rows.max() + 1}")
-        bins = sampler.bin_offset[clip] + frame // sampler.bin_frames
-        total = np.bincount(bins, weights=speed_rows[rows], minlength=sampler.num_bins)
-        count = np.bincount(bins, minlength=sampler.num_bins)
-        return cls(sampler, total / np.maximum(count, 1), rate=rate, power=power, seed=seed)
-
-    def run_episodes(self, clip: torch.Tensor, frame: torch.Tensor,
-                     episode_seconds: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Play episodes from (clip, frame); returns the (clip, frame) each ended at and whether it failed."""
-        import torch
-
-        s = self.sampler
-        clip = torch.as_tensor(clip, device=s.device).to(torch.int64)
-        frame = torch.as_tensor(frame, device=s.device).to(torch.int64).clone()
-        lengths = torch.as_tensor(s.clip_lengths, device=s.device).index_select(0, clip)
-        failed = torch.zeros_like(clip, dtype=torch.bool)
-        alive = torch.ones_like(failed)
-        steps = max(1, math.ceil(episode_seconds * s.fps / s.bin_frames))
-        for _ in range(steps):
-            bins = s.bins_of(clip, frame)
-            draw = torch.rand(clip.numel(), dtype=torch.float64, device=s.device, generator=self._generator)
-            fails_now = alive & (draw < self.hazard.index_select(0, bins))
-            failed |= fails_now
-            alive &= ~fails_now
-            advanced = frame + s.bin_frames
-            done = alive & (advanced >= lengths)  # reached the end of the clip: not a failure
-            alive &= ~done
-            frame = torch.where(alive, advanced, torch.where(done, lengths - 1, frame))
-        return clip, frame, failed

@@ -1,8 +1,9 @@
 """G1 actuator configuration for training, computed from the motor table in :mod:`mimicdata.robots.g1`.
 
-The motor table (armature, effort and velocity limits per motor type, motors per joint) has one
-source, ``mimicdata.robots.g1``; this module only applies the formulas, with the natural frequency,
-damping ratio and action-scale factor as parameters (a task may change them)::
+The motor table (armature, effort and velocity limits per motor type, motors per joint) and the gain
+formulas (:func:`mimicdata.robots.g1.pd_gains`, :func:`~mimicdata.robots.g1.action_scale`) have one
+source, ``mimicdata.robots.g1``; this module adds per-joint overrides and checks, with the natural
+frequency, damping ratio and action-scale factor as parameters (a task may change them)::
 
     w = 2*pi*f,  K = armature * w**2,  D = 2 * zeta * armature * w,  action_scale = s * effort / K
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mimicdata.errors import ConfigError, ValidationError
 from mimicdata.robots import g1
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ class G1ActuatorConfig:
         action, joint_pos, joint_vel = (np.asarray(a, dtype=np.float64) for a in (action, joint_pos, joint_vel))
         for name, arr in (("action", action), ("joint_pos", joint_pos), ("joint_vel", joint_vel)):
             if arr.shape[-1:] != (self.num_joints,):
-                raise ValueError(f"pd_torque: {name} has shape {arr.shape}, last axis must be {self.num_joints}")
+                raise ValidationError(f"pd_torque: {name} has shape {arr.shape}, last axis must be {self.num_joints}")
         target = self.default_joint_pos + self.action_scale * action
         torque = self.stiffness * (target - joint_pos) - self.damping * joint_vel
         return np.clip(torque, -self.effort_limit, self.effort_limit)
@@ -101,39 +103,31 @@ def g1_actuator_config(
     for name, value in (("natural_frequency_hz", natural_frequency_hz), ("damping_ratio", damping_ratio),
                         ("action_scale_factor", action_scale_factor)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"G1 actuators: {name} must be a positive finite number, got {value!r}")
+            raise ConfigError(f"G1 actuators: {name} must be a positive finite number, got {value!r}")
     joints = g1.robot_joints(robot)
-    omega = 2.0 * math.pi * natural_frequency_hz
-    motors, counts, arm, effort, vel = [], [], [], [], []
-    for joint in joints:
-        motor_name, count = g1.JOINT_MOTORS[joint]
-        motor = g1.MOTORS[motor_name]
-        motors.append(motor_name)
-        counts.append(count)
-        arm.append(count * motor.armature)
-        effort.append(count * motor.effort_limit)
-        vel.append(motor.velocity_limit)  # a linkage of two motors is no faster than one
-    armature = np.array(arm)
-    stiffness = armature * omega**2
-    damping = 2.0 * damping_ratio * armature * omega
+    gains = g1.actuator_gains(robot, natural_frequency_hz=natural_frequency_hz, damping_ratio=damping_ratio,
+                              action_scale_factor=action_scale_factor)
+    stiffness, damping = gains["stiffness"], gains["damping"]
     clean: dict[str, dict[str, float]] = {}
     for joint, values in (overrides or {}).items():
         if joint not in joints:
-            raise ValueError(f"G1 actuators: override for unknown joint {joint!r} (robot {robot})")
+            raise ConfigError(f"G1 actuators: override for unknown joint {joint!r} (robot {robot})")
         unknown = set(values) - {"stiffness", "damping"}
         if unknown:
-            raise ValueError(f"G1 actuators: override of {joint!r} has unknown keys {sorted(unknown)}")
+            raise ConfigError(f"G1 actuators: override of {joint!r} has unknown keys {sorted(unknown)}")
         i = joints.index(joint)
         for key, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"G1 actuators: {joint}.{key} must be a positive finite number, got {value!r}")
+                raise ConfigError(f"G1 actuators: {joint}.{key} must be a positive finite number, got {value!r}")
             (stiffness if key == "stiffness" else damping)[i] = float(value)
         clean[joint] = {k: float(v) for k, v in values.items()}
-    effort_limit = np.array(effort)
     return G1ActuatorConfig(
-        robot=robot, joint_names=tuple(joints), motors=tuple(motors), motor_counts=np.array(counts),
-        armature=armature, stiffness=stiffness, damping=damping, effort_limit=effort_limit,
-        velocity_limit=np.array(vel, dtype=np.float64), action_scale=action_scale_factor * effort_limit / stiffness,
+        robot=robot, joint_names=tuple(joints), motors=tuple(g1.JOINT_MOTORS[j][0] for j in joints),
+        motor_counts=np.array([g1.JOINT_MOTORS[j][1] for j in joints]), armature=gains["armature"],
+        stiffness=stiffness, damping=damping, effort_limit=gains["effort_limit"],
+        velocity_limit=gains["velocity_limit"],
+        # overridden joints: the action scale follows their new K
+        action_scale=g1.action_scale(gains["effort_limit"], stiffness, action_scale_factor),
         default_joint_pos=g1.default_joint_pos(robot), natural_frequency_hz=float(natural_frequency_hz),
         damping_ratio=float(damping_ratio), action_scale_factor=float(action_scale_factor), overrides=clean,
     )

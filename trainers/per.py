@@ -21,6 +21,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mimicdata.errors import ConfigError, OutOfRangeError, StateError, ValidationError
+
+from .buffer_state import BufferState, PrioritySettings, raw_priorities
 from .sumtree import SumTree
 
 if TYPE_CHECKING:
@@ -34,16 +37,16 @@ RESERVED_KEYS = frozenset({"indices", "weights"})
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
 def _finite_in(name: str, value: object, lo: float, hi: float, *, open_lo: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if value < lo or value > hi or (open_lo and value == lo):
         left = "(" if open_lo else "["
-        raise ValueError(f"{name} must be in {left}{lo}, {hi}], got {value!r}")
+        raise ConfigError(f"{name} must be in {left}{lo}, {hi}], got {value!r}")
     return float(value)
 
 
@@ -89,24 +92,24 @@ class ExperienceBuffer:
         import torch
 
         if name in RESERVED_KEYS:
-            raise ValueError(f"field name {name!r} is reserved for sample() output; use another name")
+            raise ValidationError(f"field name {name!r} is reserved for sample() output; use another name")
         data = torch.as_tensor(data, device=self.device)
         if data.dim() == 0 or data.shape[0] != self.batch_size:
-            raise ValueError(
+            raise ValidationError(
                 f"record({name!r}): expected leading dimension batch_size={self.batch_size}, got shape "
                 f"{tuple(data.shape)}"
             )
         store = self._storage.get(name)
         if store is None:
             if self._total_samples > 0:
-                raise ValueError(
+                raise ValidationError(
                     f"record({name!r}): new field after {self._total_samples} committed entries; all fields "
                     f"must be recorded from the first row on (known: {sorted(self._storage)})"
                 )
             store = torch.zeros((self.buffer_len, *data.shape), dtype=data.dtype, device=self.device)
             self._storage[name] = store
         elif store.shape[1:] != data.shape or store.dtype != data.dtype:
-            raise ValueError(
+            raise ValidationError(
                 f"record({name!r}): expected shape {tuple(store.shape[1:])} dtype {store.dtype}, got shape "
                 f"{tuple(data.shape)} dtype {data.dtype}"
             )
@@ -119,10 +122,10 @@ class ExperienceBuffer:
     def inc(self) -> None:
         """Commit the current row (every known field must have been recorded) and advance."""
         if not self._storage:
-            raise ValueError("inc(): nothing has been recorded")
+            raise StateError("inc(): nothing has been recorded")
         missing = sorted(set(self._storage) - self._recorded)
         if missing:
-            raise ValueError(f"inc(): row {self._head} is missing fields {missing}; record them first")
+            raise StateError(f"inc(): row {self._head} is missing fields {missing}; record them first")
         self._commit(self._row_slots(self._head))
         self._head = (self._head + 1) % self.buffer_len
         self._total_samples += self.batch_size
@@ -139,23 +142,24 @@ class ExperienceBuffer:
         import torch
 
         if self._recorded:
-            raise ValueError("extend(): a row is half recorded; call inc() first")
+            raise StateError("extend(): a row is half recorded; call inc() first")
         if not data:
-            raise ValueError("extend(): no fields given")
+            raise ValidationError("extend(): no fields given")
         tensors = {name: torch.as_tensor(value, device=self.device) for name, value in data.items()}
         lengths = {name: int(t.shape[0]) if t.dim() else 0 for name, t in tensors.items()}
         n = next(iter(lengths.values()))
         if any(v != n for v in lengths.values()) or n == 0 or n % self.batch_size:
-            raise ValueError(f"extend(): every field needs the same non-zero multiple of batch_size "
+            raise ValidationError(f"extend(): every field needs the same non-zero multiple of batch_size "
                              f"{self.batch_size} entries along dim 0, got {lengths}")
         if self._storage and set(tensors) != set(self._storage):
-            raise ValueError(f"extend(): fields {sorted(tensors)} differ from the buffer's {sorted(self._storage)}")
+            raise ValidationError(f"extend(): fields {sorted(tensors)} differ from the buffer's "
+                                  f"{sorted(self._storage)}")
         for name, tensor in tensors.items():
             if name in RESERVED_KEYS:
-                raise ValueError(f"field name {name!r} is reserved for sample() output; use another name")
+                raise ValidationError(f"field name {name!r} is reserved for sample() output; use another name")
             store = self._storage.get(name)
             if store is not None and (store.shape[2:] != tensor.shape[1:] or store.dtype != tensor.dtype):
-                raise ValueError(f"extend({name!r}): expected entries of shape {tuple(store.shape[2:])} dtype "
+                raise ValidationError(f"extend({name!r}): expected entries of shape {tuple(store.shape[2:])} dtype "
                                  f"{store.dtype}, got {tuple(tensor.shape[1:])} dtype {tensor.dtype}")
         rows = n // self.batch_size
         keep = min(rows, self.buffer_len)  # only the newest buffer_len rows survive a wrap
@@ -177,9 +181,9 @@ class ExperienceBuffer:
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Draw ``n`` committed entries: every field plus ``indices`` (int64) and ``weights`` (float32)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"sample(n): n must be a positive int, got {n!r}")
+            raise ValidationError(f"sample(n): n must be a positive int, got {n!r}")
         if self.get_sample_count() == 0:
-            raise ValueError("sample(): the buffer holds no committed entries; record() and inc() first")
+            raise StateError("sample(): the buffer holds no committed entries; record() and inc() first")
         indices, weights = self._draw(n)
         batch = self.gather(indices)
         batch["indices"] = indices
@@ -219,34 +223,53 @@ class ExperienceBuffer:
         self._torn = False
 
     # ------------------------------------------------------------------ state
+    def state(self) -> BufferState:
+        """The buffer's whole state as one value. Its tensors are the buffer's own (no copy): save or
+        clone them before changing the buffer."""
+        return BufferState(type(self).__name__, self.buffer_len, self.batch_size, self._head, self._total_samples,
+                           dict(self._storage), self._generator.get_state(), self._torn,
+                           tuple(sorted(self._recorded)), self._priority_settings())
+
+    def load_state(self, state: BufferState) -> None:
+        """Take over ``state`` (copied onto this buffer's device); kind and geometry must match."""
+        state.check()
+        if state.kind != type(self).__name__:
+            raise StateError(f"state is for {state.kind!r}, not {type(self).__name__}")
+        for key in ("buffer_len", "batch_size"):
+            if getattr(state, key) != getattr(self, key):
+                raise StateError(f"state {key}={getattr(state, key)} does not match this buffer's "
+                                 f"{getattr(self, key)}")
+        self._storage = {name: t.to(self.device).clone() for name, t in state.storage.items()}
+        self._head = state.head
+        self._total_samples = state.total_samples
+        self._torn = state.torn
+        self._recorded = set(state.recorded)
+        if state.rng is not None:
+            self._generator.set_state(state.rng.cpu())
+        self._load_priority_settings(state.priority)
+
+    @staticmethod
+    def from_state(state: BufferState, device: str | torch.device = "cpu") -> ExperienceBuffer:
+        """A new buffer of the state's kind and geometry holding exactly ``state``."""
+        state.check()
+        buffer: ExperienceBuffer
+        if state.priority is None:
+            buffer = ExperienceBuffer(state.buffer_len, state.batch_size, device=device, seed=0)
+        else:
+            p = state.priority
+            buffer = PrioritizedExperienceBuffer(state.buffer_len, state.batch_size, alpha=p.alpha, beta=p.beta,
+                                                 beta_increment=p.beta_increment, epsilon=p.epsilon, device=device,
+                                                 seed=0, fanout=p.fanout)
+        buffer.load_state(state)
+        return buffer
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild the buffer exactly (tensors moved to CPU)."""
-        return {
-            "kind": type(self).__name__,
-            "buffer_len": self.buffer_len,
-            "batch_size": self.batch_size,
-            "head": self._head,
-            "total_samples": self._total_samples,
-            "torn": self._torn,
-            "recorded": sorted(self._recorded),
-            "storage": {name: t.cpu() for name, t in self._storage.items()},
-            "rng": self._generator.get_state(),
-        }
+        """:meth:`state` as plain keys with CPU tensors (for ``torch.save``)."""
+        return self.state().to_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` into a buffer of the same geometry."""
-        if state.get("kind") != type(self).__name__:
-            raise ValueError(f"state is for {state.get('kind')!r}, not {type(self).__name__}")
-        for key in ("buffer_len", "batch_size"):
-            if int(state[key]) != getattr(self, key):
-                raise ValueError(f"state {key}={state[key]} does not match this buffer's {getattr(self, key)}")
-        self._storage = {name: t.to(self.device).clone() for name, t in state["storage"].items()}
-        self._head = int(state["head"])
-        self._total_samples = int(state["total_samples"])
-        self._torn = bool(state["torn"])
-        self._recorded = set(state["recorded"])
-        if "rng" in state:
-            self._generator.set_state(state["rng"])
+        """Restore a state from :meth:`state_dict` into a buffer of the same kind and geometry."""
+        self.load_state(BufferState.from_dict(state))
 
     # ------------------------------------------------------------------ hooks and helpers
     def _row_slots(self, row: int) -> torch.Tensor:
@@ -258,8 +281,14 @@ class ExperienceBuffer:
     def _check_new_priorities(self, priorities: object, given: int, kept: int) -> torch.Tensor | None:
         """Validate priorities passed to ``extend`` (the uniform buffer takes none)."""
         if priorities is not None:
-            raise ValueError("extend(priorities=...) is only accepted by PrioritizedExperienceBuffer")
+            raise ValidationError("extend(priorities=...) is only accepted by PrioritizedExperienceBuffer")
         return None
+
+    def _priority_settings(self) -> PrioritySettings | None:
+        return None
+
+    def _load_priority_settings(self, settings: PrioritySettings | None) -> None:
+        """Uniform buffer: no priorities (``load_state`` already matched the kind)."""
 
     def _commit(self, slots: torch.Tensor, priorities: torch.Tensor | None = None) -> None:
         """Slots became sampleable (uniform buffer: nothing to track)."""
@@ -283,20 +312,20 @@ class ExperienceBuffer:
         indices = torch.as_tensor(indices, device=self.device).reshape(-1).to(torch.int64)
         errors = torch.as_tensor(errors, device=self.device).detach().reshape(-1).to(torch.float64)
         if indices.numel() != errors.numel():
-            raise ValueError(f"update_priorities: {indices.numel()} indices but {errors.numel()} errors")
+            raise ValidationError(f"update_priorities: {indices.numel()} indices but {errors.numel()} errors")
         if indices.numel() == 0:
             return indices, errors
         finite = torch.isfinite(errors)
         if not bool(finite.all()):
             first = int(torch.nonzero(~finite)[0, 0])
-            raise ValueError(
+            raise ValidationError(
                 f"update_priorities: error at position {first} (index {int(indices[first])}) is "
                 f"{float(errors[first])}; errors must be finite"
             )
         lo, hi = (int(v) for v in indices.aminmax())
         committed = min(self._total_samples, self.capacity)
         if lo < 0 or hi >= committed:
-            raise IndexError(
+            raise OutOfRangeError(
                 f"update_priorities: index {lo if lo < 0 else hi} is outside the {committed} committed entries"
             )
         return indices, errors
@@ -379,8 +408,7 @@ class PrioritizedExperienceBuffer(ExperienceBuffer):
 
     def priorities(self) -> torch.Tensor:
         """Raw priorities ``p`` of all slots (0 for slots that cannot be drawn)."""
-        leaves = self.tree.leaves
-        return leaves.pow(1.0 / self.alpha) if self.alpha > 0 else (leaves > 0).to(leaves.dtype)
+        return raw_priorities(self.tree.leaves, self.alpha)
 
     def max_priority(self) -> float:
         """The priority a new entry gets: the largest stored one, or 1.0 in an empty buffer."""
@@ -394,24 +422,18 @@ class PrioritizedExperienceBuffer(ExperienceBuffer):
         super().reset()
         self.tree.clear()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Buffer state plus priorities, alpha/beta/epsilon and the sample-call counter."""
-        state = super().state_dict()
-        state.update(
-            alpha=self.alpha, beta=self.beta, beta_increment=self.beta_increment, epsilon=self.epsilon,
-            sample_calls=self._sample_calls, leaves=self.tree.leaves.cpu().clone(),
-        )
-        return state
+    def _priority_settings(self) -> PrioritySettings:
+        return PrioritySettings(self.alpha, self.beta, self.beta_increment, self.epsilon, self._sample_calls,
+                                self.tree.leaves, self.tree.fanout)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a prioritised buffer state (geometry must match; alpha etc. are taken from it)."""
-        super().load_state_dict(state)
-        self.alpha = _finite_in("alpha", state["alpha"], 0.0, 1.0)
-        self.beta = _finite_in("beta", state["beta"], 0.0, 1.0)
-        self.beta_increment = _finite_in("beta_increment", state["beta_increment"], 0.0, 1.0)
-        self.epsilon = _finite_in("epsilon", state["epsilon"], 0.0, 1.0, open_lo=True)
-        self._sample_calls = int(state["sample_calls"])
-        self.tree.fill(state["leaves"])
+    def _load_priority_settings(self, settings: PrioritySettings | None) -> None:
+        assert settings is not None  # BufferState.check: a prioritised kind has them
+        self.alpha = _finite_in("alpha", settings.alpha, 0.0, 1.0)
+        self.beta = _finite_in("beta", settings.beta, 0.0, 1.0)
+        self.beta_increment = _finite_in("beta_increment", settings.beta_increment, 0.0, 1.0)
+        self.epsilon = _finite_in("epsilon", settings.epsilon, 0.0, 1.0, open_lo=True)
+        self._sample_calls = int(settings.sample_calls)
+        self.tree.fill(settings.leaves.to(self.device))
 
     @property
     def sample_calls(self) -> int:
@@ -426,7 +448,7 @@ class PrioritizedExperienceBuffer(ExperienceBuffer):
             return None
         values = torch.as_tensor(priorities, device=self.device).reshape(-1).to(torch.float64)
         if values.numel() != given:
-            raise ValueError(f"extend(): {values.numel()} priorities for {given} new entries")
+            raise ValidationError(f"extend(): {values.numel()} priorities for {given} new entries")
         SumTree.check_values(values)
         return values[given - kept :]
 

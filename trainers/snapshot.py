@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimicdata.errors import ConfigError, StateError, ValidationError
+
+from .buffer_state import BufferState, PrioritySettings, raw_priorities
 from .per import RESERVED_KEYS, ExperienceBuffer, PrioritizedExperienceBuffer
 
 if TYPE_CHECKING:
@@ -58,18 +61,20 @@ def save_buffer(
     """Write ``buffer`` into stream ``name`` of ``target`` (a store open for append, or a new store URL).
 
     Raises:
-        ValueError: a row is half recorded (call ``inc()`` first) or a field dtype has no store dtype.
+        mimicdata.errors.StateError: a row is half recorded (call ``inc()`` first).
+        mimicdata.ValidationError: a field dtype has no store dtype.
         mimicdata.SchemaError: the store already has a stream called ``name``.
     """
     import torch
 
-    if buffer._recorded:
-        raise ValueError(f"save_buffer: row {buffer._head} is half recorded ({sorted(buffer._recorded)}); "
+    state = buffer.state()
+    if state.recorded:
+        raise StateError(f"save_buffer: row {state.head} is half recorded ({list(state.recorded)}); "
                          "call inc() before saving")
     fields = buffer.fields
     clash = sorted(set(fields) & set(_BOOKKEEPING))
     if clash:
-        raise ValueError(f"save_buffer: buffer fields {clash} clash with snapshot columns {list(_BOOKKEEPING)}")
+        raise ValidationError(f"save_buffer: buffer fields {clash} clash with snapshot columns {list(_BOOKKEEPING)}")
     spec: dict[str, dict[str, Any]] = {
         "slot": {"dtype": "int64", "shape": [], "unit": "slot", "description": "row * batch_size + env"},
         "priority": {"dtype": "float64", "shape": [], "unit": "1", "description": "p = |error| + epsilon"},
@@ -78,34 +83,33 @@ def save_buffer(
     for field, (shape, dtype) in fields.items():
         key = str(dtype).removeprefix("torch.")
         if key not in _TORCH_TO_DTYPE:
-            raise ValueError(f"save_buffer: field {field!r} has dtype {dtype}, which a store cannot hold")
+            raise ValidationError(f"save_buffer: field {field!r} has dtype {dtype}, which a store cannot hold")
         spec[field] = {"dtype": _TORCH_TO_DTYPE[key], "shape": list(shape), "unit": "",
                        "description": "replay buffer field", "allow_nan": key.startswith("float")}
     store, owned = _open_for_write(target, overwrite)
     try:
         stream = store.add_stream(name, fields=spec)
-        count = buffer.get_sample_count()
-        prioritized = isinstance(buffer, PrioritizedExperienceBuffer)
-        flat = {f: s.view(buffer.capacity, *s.shape[2:]) for f, s in buffer._storage.items()}
+        count, prio = state.committed, state.priority  # not half recorded: the committed slots are 0..count-1
+        flat = {f: s.reshape(state.capacity, *s.shape[2:]) for f, s in state.storage.items()}
         for start in range(0, count, _WRITE_ROWS):
             slots = torch.arange(start, min(count, start + _WRITE_ROWS), device=buffer.device)
             batch = {f: t.index_select(0, slots).cpu().numpy() for f, t in flat.items()}
-            if prioritized:
-                leaf = buffer.tree.get(slots)
-                priority = buffer.priorities().index_select(0, slots)
+            if prio is not None:
+                leaf = prio.leaves.index_select(0, slots)
+                priority = raw_priorities(leaf, prio.alpha)
             else:
                 leaf = priority = torch.ones(slots.numel(), dtype=torch.float64)
             batch.update(slot=slots.cpu().numpy(), leaf=leaf.cpu().numpy(), priority=priority.cpu().numpy())
             stream.append(batch)
+        assert state.rng is not None
         scalars = {
-            "format": SNAPSHOT_FORMAT, "kind": type(buffer).__name__, "rows": count,
-            "buffer_len": buffer.buffer_len, "batch_size": buffer.batch_size, "head": buffer._head,
-            "total_samples": buffer._total_samples,
-            "rng": base64.b64encode(buffer._generator.get_state().numpy().tobytes()).decode("ascii"),
+            "format": SNAPSHOT_FORMAT, "kind": state.kind, "rows": count, "buffer_len": state.buffer_len,
+            "batch_size": state.batch_size, "head": state.head, "total_samples": state.total_samples,
+            "rng": base64.b64encode(state.rng.numpy().tobytes()).decode("ascii"),
         }
-        if prioritized:
-            scalars.update(alpha=buffer.alpha, beta=buffer.beta, beta_increment=buffer.beta_increment,
-                           epsilon=buffer.epsilon, sample_calls=buffer.sample_calls, fanout=buffer.tree.fanout)
+        if prio is not None:
+            scalars.update(alpha=prio.alpha, beta=prio.beta, beta_increment=prio.beta_increment,
+                           epsilon=prio.epsilon, sample_calls=prio.sample_calls, fanout=prio.fanout)
         snapshots = dict(store.attrs.get(SNAPSHOT_ATTR, {}))
         snapshots[name] = scalars
         store.update_attrs({SNAPSHOT_ATTR: snapshots})  # the commit mark: written last
@@ -124,54 +128,41 @@ def load_buffer(
     try:
         scalars = store.attrs.get(SNAPSHOT_ATTR, {}).get(name)
         if scalars is None:
-            raise ValueError(f"{store.location}: no replay snapshot {name!r} (attribute {SNAPSHOT_ATTR!r} "
+            raise StateError(f"{store.location}: no replay snapshot {name!r} (attribute {SNAPSHOT_ATTR!r} "
                              f"lists {sorted(store.attrs.get(SNAPSHOT_ATTR, {}))}); an unfinished save is not loaded")
         if int(scalars.get("format", 0)) != SNAPSHOT_FORMAT:
-            raise ValueError(f"{store.location}: snapshot {name!r} has format {scalars.get('format')}, "
+            raise StateError(f"{store.location}: snapshot {name!r} has format {scalars.get('format')}, "
                              f"this code reads {SNAPSHOT_FORMAT}")
         stream = store[name]
         rows = int(scalars["rows"])
         if stream.num_rows != rows:
-            raise ValueError(f"{store.location} {name}: {stream.num_rows} rows stored, snapshot says {rows}")
-        buffer = _new_buffer(scalars, device)
-        slots = torch.from_numpy(stream.read("slot")).to(buffer.device)
-        if rows and (int(slots.min()) < 0 or int(slots.max()) >= buffer.capacity
-                     or torch.unique(slots).numel() != rows):
-            raise ValueError(f"{store.location} {name}: slot column is not {rows} distinct slots in "
-                             f"[0, {buffer.capacity})")
-        fields = [f for f in stream.fields if f not in _BOOKKEEPING]
-        for field in fields:
-            values = torch.from_numpy(np.ascontiguousarray(stream.read(field))).to(buffer.device)
-            storage = torch.zeros((buffer.capacity, *values.shape[1:]), dtype=values.dtype, device=buffer.device)
-            storage.index_copy_(0, slots, values)
-            buffer._storage[field] = storage.view(buffer.buffer_len, buffer.batch_size, *values.shape[1:])
-        buffer._head = int(scalars["head"])
-        buffer._total_samples = int(scalars["total_samples"])
-        state = np.frombuffer(base64.b64decode(scalars["rng"]), dtype=np.uint8).copy()
-        buffer._generator.set_state(torch.from_numpy(state))
-        if isinstance(buffer, PrioritizedExperienceBuffer):
-            buffer.beta = float(scalars["beta"])
-            buffer._sample_calls = int(scalars["sample_calls"])
-            leaves = torch.zeros(buffer.capacity, dtype=torch.float64, device=buffer.device)
-            leaves.index_copy_(0, slots, torch.from_numpy(stream.read("leaf")).to(buffer.device))
-            buffer.tree.fill(leaves)
-        return buffer
+            raise StateError(f"{store.location} {name}: {stream.num_rows} rows stored, snapshot says {rows}")
+        buffer_len, batch_size = int(scalars["buffer_len"]), int(scalars["batch_size"])
+        capacity = buffer_len * batch_size
+        slots = torch.from_numpy(stream.read("slot"))
+        if rows and (int(slots.min()) < 0 or int(slots.max()) >= capacity or torch.unique(slots).numel() != rows):
+            raise StateError(f"{store.location} {name}: slot column is not {rows} distinct slots in [0, {capacity})")
+
+        def scattered(values: np.ndarray) -> torch.Tensor:  # snapshot rows -> their slots, zeros elsewhere
+            values_t = torch.from_numpy(np.ascontiguousarray(values))
+            out = torch.zeros((capacity, *values_t.shape[1:]), dtype=values_t.dtype)
+            return out.index_copy_(0, slots, values_t)
+
+        storage = {f: scattered(stream.read(f)).view(buffer_len, batch_size, *stream.shape_of(f))
+                   for f in stream.fields if f not in _BOOKKEEPING}
+        priority = None
+        if scalars.get("kind") == "PrioritizedExperienceBuffer":
+            priority = PrioritySettings(float(scalars["alpha"]), float(scalars["beta"]),
+                                        float(scalars["beta_increment"]), float(scalars["epsilon"]),
+                                        int(scalars["sample_calls"]), scattered(stream.read("leaf")),
+                                        int(scalars["fanout"]))
+        rng = torch.from_numpy(np.frombuffer(base64.b64decode(scalars["rng"]), dtype=np.uint8).copy())
+        state = BufferState(str(scalars.get("kind")), buffer_len, batch_size, int(scalars["head"]),
+                            int(scalars["total_samples"]), storage, rng, priority=priority)
+        return ExperienceBuffer.from_state(state, device)
     finally:
         if owned:
             store.close()
-
-
-def _new_buffer(scalars: dict[str, Any], device: str) -> ExperienceBuffer:
-    kind = scalars.get("kind")
-    if kind == "PrioritizedExperienceBuffer":
-        return PrioritizedExperienceBuffer(
-            int(scalars["buffer_len"]), int(scalars["batch_size"]), alpha=float(scalars["alpha"]),
-            beta=float(scalars["beta"]), beta_increment=float(scalars["beta_increment"]),
-            epsilon=float(scalars["epsilon"]), device=device, fanout=int(scalars["fanout"]), seed=0,
-        )
-    if kind == "ExperienceBuffer":
-        return ExperienceBuffer(int(scalars["buffer_len"]), int(scalars["batch_size"]), device=device, seed=0)
-    raise ValueError(f"snapshot kind {kind!r} is not a known buffer class")
 
 
 def buffer_from_store(
@@ -253,15 +244,15 @@ def transition_errors(batch: dict[str, Any], signal: str = "constant_velocity", 
     if signal == "constant_velocity":
         missing = [k for k in ("qpos", "qvel", "next_qpos") if k not in batch]
         if missing:
-            raise ValueError(f"signal 'constant_velocity' needs fields {missing} (build with fields qpos, qvel)")
+            raise ValidationError(f"signal 'constant_velocity' needs fields {missing} (build with fields qpos, qvel)")
         if dt is None or not dt > 0:
-            raise ValueError(f"signal 'constant_velocity' needs dt > 0, got {dt!r}")
+            raise ValidationError(f"signal 'constant_velocity' needs dt > 0, got {dt!r}")
         q, qd, q_next = (batch[k].to(torch.float64) for k in ("qpos", "qvel", "next_qpos"))
         return torch.linalg.vector_norm(q_next[:, 7:] - q[:, 7:] - qd[:, 6:] * dt, dim=1)
     if signal.startswith("delta:"):
         field = signal.removeprefix("delta:")
         if field not in batch or f"next_{field}" not in batch:
-            raise ValueError(f"signal {signal!r} needs fields {field!r} and 'next_{field}' in the buffer")
+            raise ValidationError(f"signal {signal!r} needs fields {field!r} and 'next_{field}' in the buffer")
         diff = batch[f"next_{field}"].to(torch.float64) - batch[field].to(torch.float64)
         return torch.linalg.vector_norm(diff.reshape(diff.shape[0], -1), dim=1)
-    raise ValueError(f"unknown error signal {signal!r}: use 'constant_velocity' or 'delta:<field>'")
+    raise ConfigError(f"unknown error signal {signal!r}: use 'constant_velocity' or 'delta:<field>'")

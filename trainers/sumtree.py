@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from mimicdata.errors import ConfigError, OutOfRangeError, StateError, ValidationError
+
 if TYPE_CHECKING:  # torch is imported lazily so `import mimicdata_trainers` stays light
     import torch
 
@@ -50,9 +52,9 @@ class SumTree:
         import torch
 
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"SumTree capacity must be a positive int, got {capacity!r}")
+            raise ConfigError(f"SumTree capacity must be a positive int, got {capacity!r}")
         if isinstance(fanout, bool) or not isinstance(fanout, int) or fanout < 2:
-            raise ValueError(f"SumTree fanout must be an int >= 2, got {fanout!r}")
+            raise ConfigError(f"SumTree fanout must be an int >= 2, got {fanout!r}")
         self.capacity = capacity
         self.fanout = fanout
         self.device = torch.device(device)
@@ -115,7 +117,7 @@ class SumTree:
         indices = torch.as_tensor(indices, device=self.device).reshape(-1).to(torch.int64)
         values = torch.as_tensor(values, device=self.device).reshape(-1).to(torch.float64)
         if indices.numel() != values.numel():
-            raise ValueError(f"SumTree.update: {indices.numel()} indices but {values.numel()} values")
+            raise ValidationError(f"SumTree.update: {indices.numel()} indices but {values.numel()} values")
         if indices.numel() == 0:
             return
         self.check_indices(indices)
@@ -138,7 +140,7 @@ class SumTree:
 
         values = torch.as_tensor(values, device=self.device).reshape(-1).to(torch.float64)
         if values.numel() != self.capacity:
-            raise ValueError(f"SumTree.fill: expected {self.capacity} values, got {values.numel()}")
+            raise ValidationError(f"SumTree.fill: expected {self.capacity} values, got {values.numel()}")
         self.check_values(values)
         self._levels[0].zero_()
         self._levels[0][: self.capacity] = values
@@ -165,7 +167,7 @@ class SumTree:
         import torch
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"sample size must be a positive int, got {n!r}")
+            raise ValidationError(f"sample size must be a positive int, got {n!r}")
         fan = self.fanout
         top = self._levels[self._top]
         if self._top_cumsum is None:
@@ -173,7 +175,7 @@ class SumTree:
         cum = self._top_cumsum
         total = float(cum[-1])
         if not total > 0:
-            raise ValueError("cannot sample: every priority in the tree is zero (is the buffer empty?)")
+            raise StateError("cannot sample: every priority in the tree is zero (is the buffer empty?)")
         work = self._workspace(n)
         jitter = torch.rand(n, dtype=torch.float64, device=self.device, generator=generator, out=work["jitter"])
         step = total / n
@@ -196,23 +198,12 @@ class SumTree:
         node = node.index_select(0, torch.randperm(n, device=self.device, generator=generator))
         return node, self._levels[0].index_select(0, node)
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, object]:
-        """The leaves (everything else is derived from them)."""
-        return {"capacity": self.capacity, "fanout": self.fanout, "leaves": self.leaves.clone()}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore leaves saved by :meth:`state_dict` (capacity must match)."""
-        if int(state["capacity"]) != self.capacity:  # type: ignore[call-overload]
-            raise ValueError(f"SumTree capacity mismatch: state has {state['capacity']}, tree has {self.capacity}")
-        self.fill(state["leaves"])  # type: ignore[arg-type]
-
     # ------------------------------------------------------------------ checks
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise IndexError unless every index is in ``[0, capacity)``."""
         lo, hi = (int(v) for v in indices.aminmax())
         if lo < 0 or hi >= self.capacity:
-            raise IndexError(f"priority index {lo if lo < 0 else hi} is outside [0, {self.capacity})")
+            raise OutOfRangeError(f"priority index {lo if lo < 0 else hi} is outside [0, {self.capacity})")
 
     @staticmethod
     def check_values(values: torch.Tensor, what: str = "priority") -> None:
@@ -228,7 +219,7 @@ class SumTree:
         first = int(torch.nonzero(~ok)[0, 0])
         value = float(values[first])
         kind = "NaN" if math.isnan(value) else ("infinite" if math.isinf(value) else "negative")
-        raise ValueError(f"{what} at position {first} is {kind} ({value}); it must be finite and >= 0")
+        raise ValidationError(f"{what} at position {first} is {kind} ({value}); it must be finite and >= 0")
 
     # ------------------------------------------------------------------ internals
     def _parent(self, nodes: torch.Tensor) -> torch.Tensor:

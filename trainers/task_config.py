@@ -18,6 +18,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mimicdata.errors import ConfigError
+
 from .adaptive import AdaptiveSamplingConfig
 from .g1_config import G1ActuatorConfig, g1_actuator_config
 
@@ -29,7 +31,7 @@ __all__ = ["ControlConfig", "ReplayConfig", "TaskConfig", "TaskConfigError", "de
 _ROBOT_ALIASES = {"g1": "g1_29dof", "g1_29dof": "g1_29dof", "g1_23dof": "g1_23dof"}
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(ConfigError):
     """A task configuration file that cannot be used; the message names the file and key."""
 
 
@@ -219,14 +221,16 @@ def _adaptive(reader: _Reader | None) -> tuple[ReplayConfig, AdaptiveSamplingCon
 def load_task_config(path: str | Path | None = None) -> TaskConfig:
     """Read and validate a task file (default: the shipped ``tasks/g1_task.json``).
 
-    ``motion_file`` is resolved relative to the file's folder. Raises :class:`TaskConfigError`
-    (a ``ValueError``) naming the file and key for every problem, ``FileNotFoundError`` for a
-    missing file.
+    ``motion_file`` is resolved relative to the file's folder. Raises :class:`TaskConfigError` (a
+    :class:`~mimicdata.errors.ConfigError`, so a ``ValueError``) naming the file and key for every
+    problem, ``FileNotFoundError`` for a missing file.
     """
     path = Path(path) if path is not None else default_task_path()
     source = path.name
     try:
         doc = json.loads(path.read_text())
+    except UnicodeDecodeError as exc:
+        raise TaskConfigError(f"{source}: not a text (JSON) file ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise TaskConfigError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     top = _Reader(source, doc)

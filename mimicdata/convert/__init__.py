@@ -19,6 +19,7 @@ FORMATS = {
     "seedlog": "mimicdata.convert.seedlog",           # BeyondMimic seed pickle / JSON logs
     "lerobot": "mimicdata.convert.lerobot",           # LeRobot v3.0 dataset directory
     "diffusion_policy": "mimicdata.convert.diffusion_policy",  # diffusion_policy Zarr replay buffer
+    "mcap": "mimicdata.convert.mcap",                 # ROS 2 bag (MCAP)
 }
 
 

@@ -18,6 +18,7 @@ from mimicdata.episodes.stats import ImageStats, Summary, as_dict, merge_all
 from mimicdata.errors import SchemaError
 from mimicdata.store import Store
 from mimicdata.store import open as open_store
+from mimicdata.timing_kernel import period_stats
 
 SLOW_TOLERANCE = 0.05   # an episode whose mean rate is more than 5 % below the declared fps is "slow"
 LATE_FACTOR = 1.5       # a frame period above 1.5 nominal periods is a late (missed) tick
@@ -129,13 +130,16 @@ def _timed_stream(st: Store) -> str | None:
 
 
 def fps_check(store: Store | str | Path, stream: str | None = None) -> dict[str, Any]:
-    """Does the recording loop keep the declared rate? Periods between consecutive frames of each
-    episode (gaps between episodes, e.g. resets, are not periods) against ``1/fps``. ``stream``
-    defaults to ``frames``, else the first stream with a time field and an fps.
+    """Does the recording loop keep the declared rate? The rate of each episode (gaps between episodes,
+    e.g. resets, are not periods) against the declared fps, in both directions: stamps much faster than
+    declared (frames stamped at 25 kHz in a "50 fps" store) do not describe a 50 fps loop either.
+    ``stream`` defaults to ``frames``, else the first stream with a time field and an fps.
+    (:func:`mimicdata.timing_kernel.period_stats` does the arithmetic.)
 
-    Returns ``ok`` (False when an episode's mean rate is more than 5 % below the declared fps),
+    Returns ``ok`` (False when an episode's mean rate is more than 5 % off the declared fps),
     ``declared_fps``, ``measured_fps`` (whole store), period percentiles in ms, ``late_frames``
-    (periods above 1.5 nominal), ``slow_episodes`` (index, measured fps) and a one-line ``message``.
+    (periods above 1.5 nominal), ``slow_episodes`` / ``fast_episodes`` (index, measured fps; fps None
+    when the stamps do not advance) and a one-line ``message``.
     """
     st, owned = _as_store(store)
     try:
@@ -153,32 +157,37 @@ def fps_check(store: Store | str | Path, stream: str | None = None) -> dict[str,
     if stamps is None or not declared:
         out.update(ok=None, message=f"{stream}: no timestamps or no declared fps; rate cannot be checked")
         return out
-    periods, slow = [], []
-    for index, (start, end) in enumerate(spans.tolist()):
-        if end - start < 2:
-            continue
-        p = np.diff(stamps[start:end]).astype(np.float64)
-        periods.append(p)
-        rate = 1e9 / p.mean() if p.mean() > 0 else float("inf")
-        if rate < declared * (1 - SLOW_TOLERANCE):
-            slow.append({"episode_index": index, "fps": round(float(rate), 3)})
-    if not periods:
+    stats = period_stats(stamps, declared, spans, late_factor=LATE_FACTOR, rate_tolerance=SLOW_TOLERANCE)
+    if "rate" not in stats:
         out.update(ok=None, message=f"{stream}: fewer than two frames per episode; rate cannot be checked")
         return out
-    allp = np.concatenate(periods) / 1e6
-    nominal = 1000.0 / declared
-    measured = 1000.0 / allp.mean() if allp.mean() > 0 else float("inf")
-    late = int((allp > LATE_FACTOR * nominal).sum())
+    p, rate = stats["period_ms"], stats["rate"]
+
+    def listed(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"episode_index": e["segment"], "fps": None if e["hz"] is None else round(e["hz"], 3)}
+                for e in entries]
+
+    slow, fast = listed(rate["slow"]), listed(rate["fast"])
+    measured = stats["measured_hz"]
     out.update({
-        "measured_fps": float(measured), "nominal_period_ms": nominal,
-        "period_ms": {"p50": float(np.percentile(allp, 50)), "p99": float(np.percentile(allp, 99)),
-                      "max": float(allp.max()), "std": float(allp.std())},
-        "late_frames": late, "late_fraction": late / len(allp), "slow_episodes": slow, "ok": not slow,
+        "measured_fps": measured, "nominal_period_ms": stats["nominal_period_ms"],
+        "period_ms": {"p50": p["p50"], "p99": p["p99"], "max": p["max"], "std": p["std"]},
+        "late_frames": stats["late"]["count"], "late_fraction": stats["late"]["fraction"],
+        "slow_episodes": slow, "fast_episodes": fast, "ok": rate["ok"],
     })
+    problems = []
     if slow:
-        out["message"] = (f"{len(slow)} of {len(spans)} episode(s) ran slower than the declared {declared:g} fps "
-                          f"(slowest {min(e['fps'] for e in slow):g} fps); timestamps, not frame_index/fps, "
-                          f"give the true times")
+        problems.append(f"{len(slow)} of {len(spans)} episode(s) ran slower than the declared {declared:g} fps "
+                        f"(slowest {min(e['fps'] for e in slow):g} fps): timestamps, not frame_index/fps, "
+                        f"give the true times")
+    if fast:
+        rates = [e["fps"] for e in fast if e["fps"] is not None]
+        fastest = f"fastest {max(rates):g} fps" if rates else "timestamps do not advance"
+        problems.append(f"{len(fast)} of {len(spans)} episode(s) have timestamps faster than the declared "
+                        f"{declared:g} fps ({fastest}): frames stamped when added, not when captured?")
+    if problems:
+        out["message"] = "; ".join(problems)
     else:
-        out["message"] = f"loop kept {declared:g} fps (measured {measured:.2f}); {late} late frame(s)"
+        out["message"] = (f"loop kept {declared:g} fps (measured {measured:.2f}); "
+                          f"{stats['late']['count']} late frame(s)")
     return out

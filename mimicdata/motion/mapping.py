@@ -1,9 +1,11 @@
 """Joint mapping: which point of a source skeleton is the hip, knee, ankle... of the key-point set.
 
-Common rigs are recognised from their names alone (namespace prefixes such as ``mixamorig:``
-stripped, sides given as Left/Right prefixes or ``.L``/``_l`` style suffixes). Anything else
-takes a mapping file (YAML or JSON, ``keypoint: source name``); its mistakes are reported with
-the file and line. The pelvis key point is always the midpoint of the two hips, so rigs that
+Common rigs are recognised from their names (namespace prefixes such as ``mixamorig:`` stripped,
+sides given as Left/Right prefixes or ``.L``/``_l`` style suffixes). Skeletons with a hierarchy
+(BVH) whose names are not a known rig, or name a point where the hierarchy says otherwise, are
+recognised from the hierarchy itself (:mod:`mimicdata.motion.topology`), the names serving as
+hints. A mapping file (YAML or JSON, ``keypoint: source name``) overrides both; its mistakes are
+reported with the file and line. The pelvis key point is always the midpoint of the two hips, so rigs that
 put the root joint in different places (hip height, lower back) give the same target.
 """
 
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from mimicdata.errors import ValidationError
+from mimicdata.motion.topology import TopologyError, find_humanoid
 from mimicdata.motion.types import HumanMotion
 
 SIDED = ("hip", "knee", "ankle", "toe", "shoulder", "elbow", "wrist")
@@ -178,10 +182,76 @@ def load_mapping_file(path: str | Path) -> dict[str, tuple[str, int]]:
     return entries
 
 
+def name_hints(names: list[str]) -> tuple[list[list[frozenset[str]]], list[str | None]]:
+    """Per point: the parts its name says it is under each table of :data:`RIGS`, and its side.
+
+    End Sites (``<joint>_end``) take their joint's side; their base name gets ``end`` appended
+    (``LeftAnkle_end`` -> ``ankleend``, a MocapBank toe).
+    """
+    hints: list[list[frozenset[str]]] = []
+    sides: list[str | None] = []
+    for name in names:
+        joint, ends = re.subn(r"_end\d*$", "", name)
+        side, base = split_side(joint)
+        base = base + "end" if ends else base
+        hints.append([frozenset(p for p, bases in table.items() if base in bases) for table in RIGS.values()])
+        sides.append(side)
+    return hints, sides
+
+
+def topology_mapping(motion: HumanMotion) -> JointMapping:
+    """Recognise a skeleton from its hierarchy (names as hints); raises TopologyError if it cannot."""
+    if motion.parents is None:
+        raise TopologyError("the motion has no hierarchy (a cloud of named points)")
+    hints, sides = name_hints(motion.names)
+    found = find_humanoid(motion.parents, motion.positions, hints, sides, motion.names)
+    return JointMapping(rig="topology", points={k: motion.names[j] for k, j in found.keypoints().items()})
+
+
+def _fits_hierarchy(mapping: JointMapping, names: list[str], parents: list[int]) -> bool:
+    """Whether each mapped limb runs down one chain (hip above knee above ankle above toe...)."""
+    index = {n: i for i, n in enumerate(names)}
+
+    def above(a: int, b: int) -> bool:  # a is a strict ancestor of b
+        for _ in range(len(parents)):
+            b = parents[b]
+            if b < 0 or b >= len(parents):
+                return False
+            if b == a:
+                return True
+        return False
+
+    for side in ("left", "right"):
+        for parts in (("hip", "knee", "ankle", "toe"), ("shoulder", "elbow", "wrist")):
+            idx = [index[mapping.points[f"{side}_{p}"]] for p in parts]
+            if not all(above(a, b) for a, b in pairwise(idx)):
+                return False
+    return True
+
+
 def resolve_mapping(motion: HumanMotion, mapping_file: str | Path | None = None) -> JointMapping:
-    """The mapping for a clip: from `mapping_file` when given (checked), else the recognised rig."""
+    """The mapping for a clip: from `mapping_file` when given (checked), else the recognised rig.
+
+    A rig recognised by its names is kept when its limbs fit the hierarchy (so known rigs map as
+    they always did); otherwise the hierarchy decides. When neither can, the error lists what the
+    names lack and what the hierarchy shows.
+    """
     if mapping_file is None:
-        return recognise_rig(motion.names, motion.source)
+        try:
+            named = recognise_rig(motion.names, motion.source)
+        except MappingError as exc:
+            if motion.parents is None:
+                raise
+            try:
+                return topology_mapping(motion)
+            except TopologyError as why:
+                raise MappingError(f"{exc} Its hierarchy does not settle it either: {why}.") from None
+        if motion.parents is None or _fits_hierarchy(named, motion.names, motion.parents):
+            return named
+        try:
+            return topology_mapping(motion)
+        except TopologyError:
+            return named
     entries = load_mapping_file(mapping_file)
     unknown = [(k, n, line) for k, (n, line) in entries.items() if n not in motion.names]
     if unknown:

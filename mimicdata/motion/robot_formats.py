@@ -31,7 +31,7 @@ UNITREE_G1_29DOF_ORDER = (
     "right_wrist_pitch_joint", "right_wrist_yaw_joint",
 )
 if TYPE_CHECKING:  # pragma: no cover - the model module needs MuJoCo only when loading a model
-    from mimicdata.retarget.kinematics import RobotModel
+    from mimicdata.motion.kinematics import RobotModel
 
 _MISMATCH_TOL_M = 2e-3  # float32 files reproduce offsets to ~1e-6 m; wrong conventions give cm
 
@@ -86,7 +86,7 @@ def read_beyondmimic(path: str | Path, *, robot: str = "g1_29dof", body_names: l
     (depth-first, what mjlab writes) or ``"auto"``; ``quat_order`` is ``"wxyz"``, ``"xyzw"``
     (Isaac Lab >= 3.0) or ``"auto"``. Whatever is chosen is checked against the robot's tree.
     """
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     path = Path(path)
     with np.load(path, allow_pickle=False) as data:
@@ -141,7 +141,7 @@ def read_unitree_csv(path: str | Path, *, fps: float = 30.0, robot: str = "g1_29
     unit quaternions, an upright pelvis (a wrong quaternion order turns it upside down) and joint
     angles inside their limits (degrees or a shifted order would not be).
     """
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     path = Path(path)
     model = load_robot_model(robot)
@@ -257,7 +257,7 @@ def kinematic_mismatch(model: RobotModel, names: list[str], pos: np.ndarray, qua
 
 def _add_robot_points(motion: HumanMotion, robot: str | None) -> HumanMotion:
     """Append the robot's toe points (which are not bodies) so the robot rig can be mapped."""
-    from mimicdata.retarget.robot_keypoints import ROBOT_KEYPOINTS
+    from mimicdata.motion.robot_keypoints import ROBOT_KEYPOINTS
 
     table = ROBOT_KEYPOINTS.get(robot or "g1_29dof")
     if table is None or motion.rotations is None:

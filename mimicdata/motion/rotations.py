@@ -81,13 +81,6 @@ def mat_to_quat(m: np.ndarray) -> np.ndarray:
     return quat_normalize(q)
 
 
-def axis_angle_to_quat(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Quaternion for a rotation by `angle` (rad) about unit `axis`."""
-    angle = np.asarray(angle, dtype=np.float64)[..., None]
-    axis = np.asarray(axis, dtype=np.float64)
-    return np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis], axis=-1)
-
-
 def quat_from_rotvec(v: np.ndarray) -> np.ndarray:
     """Exponential map: rotation vector (axis * angle, rad) to quaternion."""
     v = np.asarray(v, dtype=np.float64)
@@ -106,11 +99,6 @@ def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
     angle = 2 * np.arctan2(s, q[..., :1])
     scale = np.where(s > 1e-8, angle / np.maximum(s, 1e-300), 2.0 + s**2 / 3)
     return vec * scale
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors v by quaternions q (broadcasting)."""
-    return np.einsum("...ij,...j->...i", quat_to_mat(q), np.asarray(v, dtype=np.float64))
 
 
 def quat_continuous(q: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from mimicdata.motion.io import ReadOptions, read_motion
+from mimicdata.motion.kinematics import load_robot_model
 from mimicdata.motion.mapping import KEYPOINTS, resolve_mapping
+from mimicdata.motion.robot_keypoints import robot_keypoints
 from mimicdata.motion.rotations import mat_to_quat, quat_continuous, quat_slerp
 from mimicdata.motion.types import HumanMotion, MotionFormatError
 from mimicdata.retarget.contact import foot_metrics, ground_fix, plant_feet
 from mimicdata.retarget.ik import IKConfig, IKProblem
-from mimicdata.retarget.kinematics import load_robot_model
 from mimicdata.retarget.quality import (
     ClipQuality,
     count_limit_violations,
     count_velocity_spikes,
     keypoint_errors,
 )
-from mimicdata.retarget.robot_keypoints import robot_keypoints
 from mimicdata.retarget.timeseries import body_velocities, qpos_velocities, resample_qpos, smooth_qpos
 
 # Anthropometry (Drillis & Contini): hip-joint-to-ankle length is 0.491 of body height.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mimicdata.motion.kinematics import RobotModel
+from mimicdata.motion.robot_keypoints import RobotKeypoints
 from mimicdata.retarget.ik import IKProblem
-from mimicdata.retarget.kinematics import RobotModel
-from mimicdata.retarget.robot_keypoints import RobotKeypoints
 from mimicdata.retarget.timeseries import gaussian_smooth
 
 CONTACT_HEIGHT_M = 0.02  # a sole point this close to the floor counts as touching it

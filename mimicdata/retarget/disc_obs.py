@@ -119,7 +119,7 @@ def _key_points(spec: DiscObsSpec, body_pos: np.ndarray, body_quat: np.ndarray, 
             raise ValueError(f"key body {name!r} is not a body of robot {robot!r}; bodies: {body_names}")
         pts.append(body_pos[:, body_names.index(name)])
     if spec.key_sites:
-        from mimicdata.retarget.kinematics import load_robot_model
+        from mimicdata.motion.kinematics import load_robot_model
 
         model = load_robot_model(robot)
         for name in spec.key_sites:

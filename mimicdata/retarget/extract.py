@@ -49,7 +49,7 @@ class ManifestEntry:
 def clip_headers(path: str | Path, source_fps: float | None = None) -> list[tuple[str, int, int, float]]:
     """(name, clip_in_file, frames, fps) of every clip in a file, from headers/shapes only."""
     from mimicdata.motion.bvh import read_bvh_header
-    from mimicdata.motion.positions import _sidecar_fps
+    from mimicdata.motion.positions import sidecar_fps
 
     path = Path(path)
     fmt = detect_format(path)
@@ -61,7 +61,7 @@ def clip_headers(path: str | Path, source_fps: float | None = None) -> list[tupl
         return [(path.stem, 0, frames, source_fps or 30.0)]
     if path.suffix == ".npy":
         frames = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        fps = source_fps or _sidecar_fps(path)
+        fps = source_fps or sidecar_fps(path)
         if fps is None:
             raise MotionFormatError(path, "frame rate unknown: pass --source-fps")
         return [(path.stem, 0, frames, float(fps))]

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mimicdata.motion.kinematics import RobotModel
 from mimicdata.motion.mapping import KEYPOINTS
+from mimicdata.motion.robot_keypoints import RobotKeypoints
 from mimicdata.motion.rotations import frame_from_vectors, mat_to_quat
-from mimicdata.retarget.kinematics import RobotModel
-from mimicdata.retarget.robot_keypoints import RobotKeypoints
 
 K = {name: i for i, name in enumerate(KEYPOINTS)}
 

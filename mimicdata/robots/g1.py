@@ -148,8 +148,26 @@ def robot_joints(robot: str) -> tuple[str, ...]:
         raise SchemaError(f"unknown G1 robot {robot!r}; known: {known}") from None
 
 
-def joint_actuator(joint: str) -> dict[str, Any]:
-    """Actuator constants of one G1 joint, computed from its motor type.
+def pd_gains(armature: Any, natural_frequency_hz: float = NATURAL_FREQ_HZ,
+             damping_ratio: float = DAMPING_RATIO) -> tuple[Any, Any]:
+    """Stiffness K and damping D of a joint of reflected inertia ``armature`` (a number or an array).
+
+    The one place the formulas are written: ``w = 2*pi*f``, ``K = armature * w**2``,
+    ``D = 2 * zeta * armature * w`` (mjlab / BeyondMimic).
+    """
+    omega = 2.0 * math.pi * natural_frequency_hz
+    return armature * omega**2, 2.0 * damping_ratio * armature * omega
+
+
+def action_scale(effort_limit: Any, stiffness: Any, factor: float = ACTION_SCALE_FACTOR) -> Any:
+    """Radians per unit of raw policy action: ``factor * effort_limit / K`` (a full action asks for
+    ``factor`` of the torque limit at zero velocity)."""
+    return factor * effort_limit / stiffness
+
+
+def joint_actuator(joint: str, *, natural_frequency_hz: float = NATURAL_FREQ_HZ, damping_ratio: float = DAMPING_RATIO,
+                   action_scale_factor: float = ACTION_SCALE_FACTOR) -> dict[str, Any]:
+    """Actuator constants of one G1 joint, computed from its motor type (:func:`pd_gains`, :func:`action_scale`).
 
     Returns a dict with ``motor``, ``motor_count``, ``armature``, ``stiffness``, ``damping``,
     ``effort_limit``, ``velocity_limit`` and ``action_scale``.
@@ -158,31 +176,34 @@ def joint_actuator(joint: str) -> dict[str, Any]:
         raise SchemaError(f"{joint!r} is not a G1 joint; G1 joints: {', '.join(JOINT_MOTORS)}")
     motor_name, count = JOINT_MOTORS[joint]
     motor = MOTORS[motor_name]
-    omega = 2.0 * math.pi * NATURAL_FREQ_HZ
     armature = count * motor.armature
-    stiffness = armature * omega**2
+    stiffness, damping = pd_gains(armature, natural_frequency_hz, damping_ratio)
     effort = count * motor.effort_limit
     return {
         "motor": motor_name,
         "motor_count": count,
         "armature": armature,
         "stiffness": stiffness,
-        "damping": 2.0 * DAMPING_RATIO * armature * omega,
+        "damping": damping,
         "effort_limit": effort,
         # Two motors in a linkage share the load; the joint is no faster than one motor.
         "velocity_limit": motor.velocity_limit,
-        "action_scale": ACTION_SCALE_FACTOR * effort / stiffness,
+        "action_scale": action_scale(effort, stiffness, action_scale_factor),
     }
 
 
-def actuator_gains(robot: str = "g1_29dof") -> dict[str, np.ndarray]:
+def actuator_gains(robot: str = "g1_29dof", *, natural_frequency_hz: float = NATURAL_FREQ_HZ,
+                   damping_ratio: float = DAMPING_RATIO,
+                   action_scale_factor: float = ACTION_SCALE_FACTOR) -> dict[str, np.ndarray]:
     """Per-joint actuator constants of ``robot`` as float64 arrays in the robot's joint order.
 
     Keys: stiffness (N*m/rad), damping (N*m*s/rad), armature (kg*m^2), effort_limit (N*m),
-    velocity_limit (rad/s), action_scale (rad per unit of raw action).
+    velocity_limit (rad/s), action_scale (rad per unit of raw action). The keyword arguments change
+    the formula's parameters (a training task may); the defaults are the deployed controller's.
     """
     joints = robot_joints(robot)
-    rows = [joint_actuator(j) for j in joints]
+    rows = [joint_actuator(j, natural_frequency_hz=natural_frequency_hz, damping_ratio=damping_ratio,
+                           action_scale_factor=action_scale_factor) for j in joints]
     return {f: np.array([r[f] for r in rows], dtype=np.float64) for f in _FIELDS}
 
 
@@ -204,13 +225,13 @@ def parse_mjcf(path: Path | None = None) -> tuple[list[str], dict[str, list[floa
     path = mjcf_file() if path is None else path
     worldbody = ET.parse(path).getroot().find("worldbody")
     if worldbody is None:
-        raise ValueError(f"{path}: no <worldbody>")
+        raise SchemaError(f"{path}: no <worldbody>")
     bodies = [b.get("name", "") for b in worldbody.iter("body")]
     ranges: dict[str, list[float]] = {}
     for joint in worldbody.iter("joint"):
         name, rng = joint.get("name"), joint.get("range")
         if name is None or rng is None:
-            raise ValueError(f"{path}: joint {name!r} has no name or range")
+            raise SchemaError(f"{path}: joint {name!r} has no name or range")
         lo, hi = (float(v) for v in rng.split())
         ranges[name] = [lo, hi]
     return bodies, ranges

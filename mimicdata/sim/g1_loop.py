@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mimicdata.errors import ConfigError
 from mimicdata.robots.g1 import (
     ANCHOR_BODY,
     G1_29DOF_JOINTS,
@@ -107,10 +108,10 @@ class G1DeployLoop:
 
         joints = robot_joints(robot)
         if rate_hz <= 0 or sim_dt <= 0:
-            raise ValueError(f"rate_hz and sim_dt must be positive, got {rate_hz} and {sim_dt}")
+            raise ConfigError(f"rate_hz and sim_dt must be positive, got {rate_hz} and {sim_dt}")
         decimation = round(1.0 / (rate_hz * sim_dt))
         if decimation < 1 or abs(decimation * sim_dt * rate_hz - 1.0) > 1e-9:
-            raise ValueError(
+            raise ConfigError(
                 f"rate_hz={rate_hz} is not a whole number of sim_dt={sim_dt} s physics steps "
                 f"(1/(rate_hz*sim_dt) = {1.0 / (rate_hz * sim_dt):.4g})"
             )
@@ -243,7 +244,7 @@ def simulate_deployment(
     Runs as fast as the CPU allows (no sleeping); ``round(seconds * rate_hz)`` steps.
     """
     if seconds < 0:
-        raise ValueError(f"seconds must be >= 0, got {seconds}")
+        raise ConfigError(f"seconds must be >= 0, got {seconds}")
     loop = G1DeployLoop(robot=robot, seed=seed, rate_hz=rate_hz)
     for _ in range(round(seconds * rate_hz)):
         yield loop.step()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mimicdata.errors import ConfigError
+
 
 @dataclass
 class ScriptedTrackingPolicy:
@@ -43,15 +45,15 @@ class ScriptedTrackingPolicy:
         self.default_pos = np.asarray(self.default_pos, dtype=np.float64)
         self.action_scale = np.asarray(self.action_scale, dtype=np.float64)
         if self.default_pos.shape != self.action_scale.shape or self.default_pos.ndim != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"default_pos {self.default_pos.shape} and action_scale {self.action_scale.shape} "
                 "must be 1-D arrays of the same length"
             )
         if np.any(self.action_scale <= 0):
-            raise ValueError("action_scale must be positive for every joint")
+            raise ConfigError("action_scale must be positive for every joint")
         for name in ("feedback_gain", "integral_gain", "integral_limit", "noise_std"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         self.reset()
 
     def reset(self) -> None:

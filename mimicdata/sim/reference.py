@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mimicdata.errors import ConfigError
 from mimicdata.robots.g1 import G1_29DOF_JOINTS, default_joint_pos, robot_joints
 
 # (frequency Hz, phase rad, {joint: amplitude rad}). A term with frequency 0 and phase pi/2 is a
@@ -82,7 +83,7 @@ class ReferenceMotion:
     def __post_init__(self) -> None:
         joints = robot_joints(self.robot)
         if self.fade_in_s < 0:
-            raise ValueError(f"fade_in_s must be >= 0, got {self.fade_in_s}")
+            raise ConfigError(f"fade_in_s must be >= 0, got {self.fade_in_s}")
         index = {j: i for i, j in enumerate(G1_29DOF_JOINTS)}
         present = set(joints)
         self._default = default_joint_pos("g1_29dof")

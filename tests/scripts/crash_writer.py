@@ -1,4 +1,4 @@
-"""Appends to a store forever; the crash test kills it with SIGKILL at random moments.
+"""Appends to a store forever; the crash test kills it with SIGKILL at random moments after its first commit.
 
 Every row carries its own global row number, so the test can check that what survives is an exact prefix.
 """
@@ -25,6 +25,7 @@ def main(path: str, kind: str) -> None:
             store = md.create(path, "episodes", robot="g1_29dof", fps=50, dims={"state": 29, "action": 29})
     print("ready", flush=True)
     rng = np.random.default_rng()
+    first = True
     while True:
         if kind == "log":
             n = int(rng.integers(1, 300))
@@ -37,6 +38,9 @@ def main(path: str, kind: str) -> None:
             frames = episode_frames(n, image=(8, 8), t0=1_790_000_000_000_000_000 + start * 20_000_000)
             frames["state"][:, 0] = np.arange(start, start + n)
             store.append_segment("episodes", frames=frames, row={"task": "t", "success": 1})
+        if first:  # the test kills only after this line: every run commits at least once, whatever the speed
+            print("committed", flush=True)
+            first = False
 
 
 if __name__ == "__main__":
