@@ -120,7 +120,7 @@ def test_positions_npy_corruptions(work: Path, arrays: list, ops: list | None) -
 @pytest.fixture(scope="module")
 def g1_bodies() -> tuple[list[str], np.ndarray, np.ndarray]:
     """Body names, world positions and wxyz quaternions of 4 frames of a moving G1 (its own FK)."""
-    from mimicdata.retarget.kinematics import load_robot_model
+    from mimicdata.motion.kinematics import load_robot_model
 
     model = load_robot_model("g1_29dof")
     qpos = np.zeros((4, model.nq))
