@@ -308,6 +308,7 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
     schemas = [schema] if isinstance(schema, str) else list(schema or [])
     docs: list[Schema] = [_load_schema_ref(s) for s in schemas]  # fail on a bad name before touching disk
     zstore = zarr_store(loc, read_only=False, storage_options=storage_options)
+    made_dir = loc.kind == "local" and loc.path is not None and not loc.path.exists()
     _prepare_location(loc, zstore, overwrite)
     lock = WriterLock(loc, zstore)
     try:
@@ -332,8 +333,12 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
         return store
     except OSError as exc:  # disk full or read-only while writing the metadata: leave no half-made store
         lock.release()  # (a no-op when the lock was never taken)
-        if loc.kind == "local" and loc.path is not None:
-            shutil.rmtree(loc.path, ignore_errors=True)
+        if loc.kind == "local" and loc.path is not None:  # what was written here; a folder given empty stays
+            for part in (loc.path,) if made_dir else tuple(loc.path.iterdir()):
+                if part.is_dir():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
         raise storage_error(exc, f"cannot create {loc}") from None
     except BaseException:
         lock.release()
