@@ -25,10 +25,14 @@ def _log(path: object, rows: int) -> md.Store:
 
 
 def test_create_on_a_full_disk_fails_clearly_and_leaves_nothing(small_disk: SmallDisk) -> None:
+    (small_disk.path / "given").mkdir()  # an empty folder the caller made for the store
     small_disk.fill()
     with pytest.raises(md.StorageFullError, match="No space left"):
         _log(small_disk.path / "new.zarr", rows=10)
     assert not (small_disk.path / "new.zarr").exists()  # no half-made store to trip the next create
+    with pytest.raises(md.StorageFullError, match="No space left"):
+        _log(small_disk.path / "given", rows=10)
+    assert list((small_disk.path / "given").iterdir()) == []  # emptied, not removed
     small_disk.free()
     _log(small_disk.path / "new.zarr", rows=10).close()  # the same path works once there is room
     assert md.open(small_disk.path / "new.zarr")["observations"].num_rows == 10
