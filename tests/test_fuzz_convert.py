@@ -8,12 +8,14 @@ hang; and a log cut inside a record is never read as a whole one: the reader rep
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
 import pickle
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from mimicdata.convert import lerobot
 from mimicdata.convert import lerobot_format as fmt
 from mimicdata.convert.seedlog import SeedFile, Stop, read_records
 from mimicdata.episodes import EpisodeRecorder
-from tests.fuzzing import FUZZ, byte_ops, clear_outcome, corrupt_bytes, corrupt_text, text_ops
+from tests.fuzzing import FUZZ, clear_outcome, corrupt_bytes, corrupt_text, random_byte_ops, random_text_ops, seeds
 
 SESSION = "20251113_143022"
 
@@ -74,9 +76,15 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 @FUZZ
-@given(kind=st.sampled_from(["pkl", "pkl.gz", "list.pkl", "jsonl", "json"]), cut=st.floats(0, 1),
-       raw=st.none() | byte_ops, text=st.none() | text_ops)
-def test_seed_logs(work: Path, kind: str, cut: float, raw: list | None, text: list | None) -> None:
+@given(kind=st.sampled_from(["pkl", "pkl.gz", "list.pkl", "jsonl", "json"]), seed=seeds)
+def test_seed_logs(work: Path, kind: str, seed: int) -> None:
+    """A third of the cases are a cut at a random offset (a logger killed while writing), the others
+    line-level and/or byte-level damage."""
+    rng = np.random.default_rng(seed)
+    how = rng.integers(3)
+    cut = rng.random()
+    raw = random_byte_ops(rng) if how == 1 or (how == 2 and rng.random() < 0.5) else None
+    text = random_text_ops(rng) if how == 2 else None
     data, ends = _encode(kind)
     ext = "pkl" if kind == "list.pkl" else kind
     damaged = raw is not None or (text is not None and kind in ("jsonl", "json"))
@@ -108,13 +116,22 @@ def _info() -> dict[str, Any]:
                          **fmt.default_features()}}
 
 
+_INFO_KEYS = ("codebase_version", "fps", "features", "data_path", "observation.state", "action",
+              "observation.images.front")
+_INFO_VALUES = (None, 0, -1, "x", [], {}, 1e400, "v2.1", {"dtype": "video"}, {"dtype": "image"},
+                {"dtype": "float32", "shape": "3"}, {"shape": [3]}, {"dtype": "image", "shape": [8, 8]})
+
+
 @FUZZ
-@given(text=st.none() | text_ops, raw=st.none() | byte_ops, mutate=st.none() | st.tuples(
-    st.sampled_from(["codebase_version", "fps", "features", "data_path", "observation.state", "action",
-                     "observation.images.front"]),
-    st.sampled_from([None, 0, -1, "x", [], {}, 1e400, "v2.1", {"dtype": "video"}, {"dtype": "image"},
-                     {"dtype": "float32", "shape": "3"}, {"shape": [3]}])))
-def test_lerobot_info_json(work: Path, text: list | None, raw: list | None, mutate: tuple | None) -> None:
+@given(seed=seeds)
+def test_lerobot_info_json(work: Path, seed: int) -> None:
+    """A field swapped for a wrong value (type, range, version, feature kind), and/or text or byte damage."""
+    rng = np.random.default_rng(seed)
+    how = rng.integers(4)
+    text = random_text_ops(rng) if how in (1, 3) else None
+    raw = random_byte_ops(rng) if how == 2 else None
+    mutate = (_INFO_KEYS[rng.integers(len(_INFO_KEYS))], _INFO_VALUES[rng.integers(len(_INFO_VALUES))]) \
+        if how in (0, 3) else None
     info = _info()
     if mutate:
         key, value = mutate
@@ -159,7 +176,7 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-_COLUMN_DAMAGE = st.sampled_from(["drop", "nulls", "nan", "wrong_width", "strings", "bad_png", "task_unknown"])
+_COLUMN_DAMAGE = ("drop", "nulls", "nan", "wrong_width", "strings", "bad_png", "task_unknown")
 
 
 @pytest.fixture(scope="module")
@@ -172,16 +189,21 @@ def recorder() -> Iterator[EpisodeRecorder]:
 
 
 @FUZZ
-@given(raw=st.none() | byte_ops, column=st.sampled_from(DATA.column_names), damage=st.none() | _COLUMN_DAMAGE)
-def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, raw: list | None, column: str,
-                              damage: str | None) -> None:
-    """The importer's path for one data file: read it, build the frames, hand them to the recorder."""
-    table = _damage_column(DATA, column, damage) if damage else DATA
-    data = _parquet_bytes(table)
+@given(seed=seeds)
+def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, seed: int) -> None:
+    """The importer's path for one data file: read it, build the frames, hand them to the recorder.
+    Damage: a column dropped / nulled / NaN / of another width or type / a bad PNG / an unknown task,
+    and/or bytes of the file; or the file cut (a session killed before its footer was written)."""
+    rng = np.random.default_rng(seed)
+    how = rng.integers(4)
+    column = DATA.column_names[rng.integers(DATA.num_columns)]
+    damage = _COLUMN_DAMAGE[rng.integers(len(_COLUMN_DAMAGE))] if how in (0, 2) else None
+    raw = random_byte_ops(rng) if how in (1, 2) else None
+    data = _damaged_parquet(column, damage)
     if raw:
         data = corrupt_bytes(data, raw)
     elif not damage:
-        data = data[: len(data) // 2]  # a session killed before finalize(): no footer
+        data = data[: int(rng.integers(len(data)))]  # a session killed before finalize(): no footer
     root = work / "lerobot"
     path = root / "data" / "chunk-000" / "file-000.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +212,7 @@ def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, raw: list |
 
     def read() -> int:
         part = lerobot._read_data_file(path)
-        with lerobot._pool() as pool:
-            batch = lerobot._checked_frames_batch(part, plan, {0: "walk"}, root, "episode 0", pool)
+        batch = lerobot._checked_frames_batch(part, plan, {0: "walk"}, root, "episode 0", POOL)
         recorder.clear_episode_buffer()
         recorder.add_frames(batch)
         return recorder.buffer.num_frames
@@ -200,6 +221,15 @@ def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, raw: list |
     recorder.clear_episode_buffer()
     if frames is not None:
         assert 0 < frames <= len(DATA)
+
+
+POOL = ThreadPoolExecutor(max_workers=2)  # the importer's PNG pool, made once here (not per case)
+
+
+@functools.cache
+def _damaged_parquet(column: str, damage: str | None) -> bytes:
+    """The data file with one column damaged (or none), encoded once per kind of damage."""
+    return _parquet_bytes(_damage_column(DATA, column, damage) if damage else DATA)
 
 
 def _damage_column(table: pa.Table, column: str, damage: str) -> pa.Table:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from mimicdata.motion.bvh import read_bvh
 from mimicdata.motion.positions import read_positions
@@ -24,13 +23,14 @@ from mimicdata.motion.rotations import mat_to_quat
 from mimicdata.motion.types import HumanMotion
 from tests.fuzzing import (
     FUZZ,
-    array_ops,
-    byte_ops,
     clear_outcome,
     corrupt_arrays,
     corrupt_bytes,
     corrupt_text,
-    text_ops,
+    random_array_ops,
+    random_byte_ops,
+    random_text_ops,
+    seeds,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +63,14 @@ WALK6 = _short_walk()
 
 
 @FUZZ
-@given(text=st.none() | text_ops, raw=st.none() | byte_ops, rig=st.booleans())
-def test_bvh_corruptions(work: Path, text: list | None, raw: list | None, rig: bool) -> None:
-    """Line-level damage (NaN, overflow, junk numbers, lines dropped/swapped/repeated, cuts) and byte-level
+@given(seed=seeds)
+def test_bvh_corruptions(work: Path, seed: int) -> None:
+    """Line-level damage (NaN, overflow, junk numbers, lines dropped/swapped/repeated, cuts) and/or byte-level
     damage, on the bundled walk (6 frames) or on a custom rig with End Sites and odd channel orders."""
+    rng = np.random.default_rng(seed)
+    rig, kind = rng.random() < 0.5, rng.integers(3)  # text damage, byte damage, or both
+    text = random_text_ops(rng) if kind != 1 else None
+    raw = random_byte_ops(rng) if kind != 0 else None
     original = (FIX / "custom_rig.bvh").read_text() if rig else WALK6
     damaged = corrupt_text(original, text) if text else original
     data = corrupt_bytes(damaged.encode(), raw) if raw else damaged.encode()
@@ -92,10 +96,19 @@ def _npz_bytes(arrays: dict[str, np.ndarray], compressed: bool) -> bytes:
     return buf.getvalue()
 
 
+def _damage(rng: np.random.Generator) -> tuple[list | None, list | None]:
+    """Array damage, byte damage of the file, or both."""
+    kind = rng.integers(3)
+    return (random_array_ops(rng) if kind != 1 else None), (random_byte_ops(rng) if kind != 0 else None)
+
+
 @FUZZ
-@given(arrays=array_ops, ops=st.none() | byte_ops, compressed=st.booleans())
-def test_positions_npz_corruptions(work: Path, arrays: list, ops: list | None, compressed: bool) -> None:
-    data = _npz_bytes(corrupt_arrays(_positions(), arrays), compressed)
+@given(seed=seeds)
+def test_positions_npz_corruptions(work: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    compressed = bool(rng.random() < 0.5)
+    arrays, ops = _damage(rng)
+    data = _npz_bytes(corrupt_arrays(_positions(), arrays or []), compressed)
     path = work / "pos.npz"
     path.write_bytes(corrupt_bytes(data, ops) if ops else data)
     result = clear_outcome(lambda: read_positions(path))
@@ -104,9 +117,10 @@ def test_positions_npz_corruptions(work: Path, arrays: list, ops: list | None, c
 
 
 @FUZZ
-@given(arrays=array_ops, ops=st.none() | byte_ops)
-def test_positions_npy_corruptions(work: Path, arrays: list, ops: list | None) -> None:
-    value = corrupt_arrays({"positions": _positions()["positions"]}, arrays).get("positions", np.zeros(0))
+@given(seed=seeds)
+def test_positions_npy_corruptions(work: Path, seed: int) -> None:
+    arrays, ops = _damage(np.random.default_rng(seed))
+    value = corrupt_arrays({"positions": _positions()["positions"]}, arrays or []).get("positions", np.zeros(0))
     buf = io.BytesIO()
     np.save(buf, value)
     path = work / "pos.npy"
@@ -133,12 +147,13 @@ def g1_bodies() -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 @FUZZ
-@given(arrays=array_ops, ops=st.none() | byte_ops)
-def test_locomujoco_npz_corruptions(work: Path, g1_bodies: tuple, arrays: list, ops: list | None) -> None:
+@given(seed=seeds)
+def test_locomujoco_npz_corruptions(work: Path, g1_bodies: tuple, seed: int) -> None:
+    arrays, ops = _damage(np.random.default_rng(seed))
     names, xpos, xquat = g1_bodies
     valid = {"xpos": xpos.astype(np.float32), "xquat": xquat.astype(np.float32), "frequency": np.array(40.0),
              "body_names": np.array(names), "split_points": np.array([0, 2, 4]), "qpos": np.zeros((4, 36))}
-    data = _npz_bytes(corrupt_arrays(valid, arrays), compressed=False)
+    data = _npz_bytes(corrupt_arrays(valid, arrays or []), compressed=False)
     path = work / "traj.npz"
     path.write_bytes(corrupt_bytes(data, ops) if ops else data)
     result = clear_outcome(lambda: read_locomujoco(path))
@@ -147,12 +162,13 @@ def test_locomujoco_npz_corruptions(work: Path, g1_bodies: tuple, arrays: list, 
 
 
 @FUZZ
-@given(arrays=array_ops, ops=st.none() | byte_ops)
-def test_beyondmimic_npz_corruptions(work: Path, g1_bodies: tuple, arrays: list, ops: list | None) -> None:
+@given(seed=seeds)
+def test_beyondmimic_npz_corruptions(work: Path, g1_bodies: tuple, seed: int) -> None:
+    arrays, ops = _damage(np.random.default_rng(seed))
     _, xpos, xquat = g1_bodies
     valid = {"fps": np.array([50]), "body_pos_w": xpos.astype(np.float32), "body_quat_w": xquat.astype(np.float32),
              "joint_pos": np.zeros((4, 29), np.float32)}
-    data = _npz_bytes(corrupt_arrays(valid, arrays), compressed=True)
+    data = _npz_bytes(corrupt_arrays(valid, arrays or []), compressed=True)
     path = work / "motion.npz"
     path.write_bytes(corrupt_bytes(data, ops) if ops else data)
     result = clear_outcome(lambda: read_beyondmimic(path))
@@ -161,10 +177,12 @@ def test_beyondmimic_npz_corruptions(work: Path, g1_bodies: tuple, arrays: list,
 
 
 @FUZZ
-@given(ops=text_ops)
-def test_unitree_csv_corruptions(work: Path, ops: list) -> None:
+@given(seed=seeds)
+def test_unitree_csv_corruptions(work: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     path = work / "g1.csv"
-    path.write_text(corrupt_text((FIX / "g1_stand.csv").read_text(), ops))
+    text = corrupt_text((FIX / "g1_stand.csv").read_text(), random_text_ops(rng))
+    path.write_bytes(corrupt_bytes(text.encode(), random_byte_ops(rng)) if rng.random() < 0.3 else text.encode())
     result = clear_outcome(lambda: read_unitree_csv(path))
     if result is not None:
         _valid(result)
