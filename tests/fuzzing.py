@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -156,16 +157,20 @@ class Hang(Exception):
 
 @contextmanager
 def no_hang(seconds: int = HANG_S) -> Iterator[None]:
+    """Fail a read that runs for ``seconds``; the timer of pytest-timeout (also SIGALRM) is put back after."""
     def alarm(signum: int, frame: Any) -> None:
         raise Hang(f"no result after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    began = time.monotonic()
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - began), 1e-3))
 
 
 def clear_outcome(read: Callable[[], T]) -> T | None:
