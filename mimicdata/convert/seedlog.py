@@ -99,7 +99,8 @@ def _open_pickle_bytes(sf: SeedFile, stops: list[Stop]) -> Any:
         try:
             return _Bytes(gzip.decompress(data))
         except (EOFError, OSError, zlib.error) as exc:  # truncated or damaged gzip: keep what decompresses
-            stops.append(Stop(f"{sf.path.name}: gzip stream", f"damaged or truncated ({exc})", final=False))
+            # final: nothing past the damage can be read, even when every record before it is whole
+            stops.append(Stop(f"{sf.path.name}: gzip stream", f"damaged or truncated ({exc})"))
             return _Bytes(_salvage_gzip(data))
     if sf.path.stat().st_size == 0:
         return _Bytes(b"")
