@@ -21,6 +21,9 @@ def convert(
                                "on logs you produced or trust.")] = False,
     repo_id: Annotated[str, typer.Option(help="repo_id recorded in a LeRobot export.")] = "local/mimicdata",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    video: Annotated[bool | None, typer.Option(
+        "--video/--images", help="LeRobot export: cameras as one mp4 per camera (AV1, PyAV) or as PNG images "
+                                 "in the data files (default: as each feature is declared).")] = None,
 ) -> None:
     """Convert into a store (seed pickle/JSON logs, LeRobot v3.0, diffusion_policy) or out of one (--to lerobot).
 
@@ -36,7 +39,8 @@ def convert(
         try:
             if to_format:
                 module = converter(to_format)
-                report = module.export(src, Path(dst), repo_id=repo_id, overwrite=overwrite)
+                extra = {"video": video} if to_format == "lerobot" else {}
+                report = module.export(src, Path(dst), repo_id=repo_id, overwrite=overwrite, **extra)
             else:
                 name = from_format or detect_format(src)
                 module = converter(name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from mimicdata.batching import Batches, batches
+from mimicdata.dataset import WindowDataset
 from mimicdata.errors import (
     CorruptStoreError,
     MimicDataError,
@@ -41,4 +43,5 @@ __all__ = [
     "ValidationError", "__version__", "create", "load_robot", "load_schema", "open", "robot_names", "scan",
     "schema_names",
 ]
+__all__ += ["Batches", "WindowDataset", "batches"]  # the training data path (mimicdata.dataset, .batching)
 __all__ += ["StorageFullError", "StorageWriteError"]

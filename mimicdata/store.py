@@ -130,6 +130,7 @@ class Store:
                    codecs: Mapping[str, str] | None = None) -> Stream:
         """Add a stream: either a stream of a shipped schema (``schema="observations"``) or a custom
         one described inline by ``fields`` (``{"acc": {"dtype": "float32", "shape": [3], "unit": "m/s^2"}}``).
+        With both, ``fields`` adds this store's own fields to the schema's stream (kept in its metadata).
         """
         self._require_writable()
         if name in self.streams:
@@ -142,6 +143,8 @@ class Store:
             if spec is None:
                 raise SchemaError(f"schema {schema!r} has streams {list(doc.streams)}, not {name!r}")
             spec = StreamSpec(**{**spec.__dict__, "name": name})
+            if fields:  # a schema stream extended by fields of this store (e.g. an episodes store's features)
+                spec = _extend_spec(spec, fields)
             schema, version = doc.name, doc.version
         else:
             if not fields:
@@ -246,6 +249,16 @@ class Store:
                 self._lock.release()
 
 
+def _extend_spec(spec: StreamSpec, fields: Mapping[str, Mapping[str, Any]]) -> StreamSpec:
+    """A schema stream plus extra fields; a required field of the schema cannot be redeclared."""
+    clash = sorted(k for k in fields if k in spec.fields and spec.fields[k].required)
+    if clash:
+        raise SchemaError(f"stream {spec.name!r}: {clash} are required fields of the schema; choose other names")
+    doc = spec.to_doc()
+    doc["fields"] = {**doc["fields"], **{k: dict(v) for k, v in fields.items()}}
+    return StreamSpec.from_doc(spec.name, doc)
+
+
 def _with_frame_indices(target: Stream, seg: Stream, frames: Mapping[str, Any], start: int) -> dict[str, Any]:
     """Fill the frames' own ``<segment>_index`` and ``frame_index`` columns when the caller left them out."""
     out = dict(frames)
@@ -294,10 +307,12 @@ def _prepare_location(loc: Location, zstore: Any, overwrite: bool) -> None:
 def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str | Robot | None = None,
            fps: float | None = None, dims: Mapping[str, int] | None = None,
            lossy: Mapping[str, int] | None = None, overwrite: bool = False,
-           attrs: Mapping[str, Any] | None = None, storage_options: dict[str, Any] | None = None) -> Store:
+           attrs: Mapping[str, Any] | None = None, storage_options: dict[str, Any] | None = None,
+           fields: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> Store:
     """Create a store for one or more schemas and a robot; returns it open for appending (locked).
 
     ``schema`` names shipped schemas, newest version by default or ``"name@1.0"`` for an older one.
+    ``fields`` adds this store's own fields to schema streams: ``{"frames": {"observation.effort": {...}}}``.
 
     >>> store = create("memory://doc", ["observations", "actions"], robot="g1_29dof", fps=50, dims={"obs": 160})
     >>> sorted(store.streams)
@@ -326,7 +341,8 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
             for stream_name in doc.streams:
                 stream_lossy = {k: v for k, v in (lossy or {}).items()
                                 if doc.streams[stream_name].field_for(k) is not None}
-                store.add_stream(stream_name, schema=f"{doc.name}@{doc.version}", dims=dims, lossy=stream_lossy)
+                store.add_stream(stream_name, schema=f"{doc.name}@{doc.version}", dims=dims, lossy=stream_lossy,
+                                 fields=(fields or {}).get(stream_name))
         unused = set(lossy or {}) - {k for s in store.streams.values() for k in s.meta["lossy"]}
         if unused:
             raise SchemaError(f"lossy precision given for unknown field(s) {sorted(unused)}")

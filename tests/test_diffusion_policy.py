@@ -55,6 +55,17 @@ def test_import_zarr_v2_replay_buffer(tmp_path):
     assert episode_table(store)["metadata"].to_list()[2] == '{"source_episode": 2}'
 
 
+def test_cameras_of_different_sizes(tmp_path):
+    src = tmp_path / "two_cams.zarr"
+    arrays = replay_buffer(src, [4, 9])
+    wrist = np.random.default_rng(1).integers(0, 256, (9, 6, 10, 3)).astype(np.uint8)
+    zarr.open_group(str(src), mode="a")["data"].create_array("wrist", data=wrist, chunks=(4, 6, 10, 3))
+    dp.convert(src, tmp_path / "out.zarr", fps=10)
+    frames = md.open(tmp_path / "out.zarr")["frames"]
+    np.testing.assert_array_equal(frames["image.img"], arrays["img"])
+    np.testing.assert_array_equal(frames["image.wrist"], wrist)
+
+
 def test_float_images_and_real_timestamps(tmp_path):
     src = tmp_path / "real.zarr"
     arrays = replay_buffer(src, [6, 10], image_dtype=np.float32, timestamp=True, fmt=3)

@@ -3,6 +3,7 @@ bad input. Async saving is in test_episodes_async.py, SIGKILL in test_episodes_k
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -286,3 +287,27 @@ def test_fps_check_without_a_timed_stream(tmp_path):
     check = fps_check(store)
     assert check["stream"] == "imu" and check["ok"] is False and check["slow_episodes"][0]["fps"] == 100.0
     store.close()
+
+
+def test_buffer_blocks_grow_and_save_without_joining(tmp_path):
+    from mimicdata.episodes.buffer import EpisodeBuffer
+
+    buf = EpisodeBuffer(0, block_frames=4)
+    want = np.arange(45 * 2).reshape(45, 2)
+    for t in range(10):
+        buf.add({"x": want[t]}, "a")
+    buf.extend({"x": want[10:45]}, ["a"] * 35)
+    np.testing.assert_array_equal(buf.column("x"), want)
+    spans = buf.spans()
+    assert spans[0][1] == 0 and spans[-1][2] == 45 and all(a[2] == b[1] for a, b in itertools.pairwise(spans))
+    np.testing.assert_array_equal(np.concatenate([buf.block("x", b) for b, _, _ in spans]), want)
+    rec = make(tmp_path / "r.zarr")
+    frames = [frame(0, t) for t in range(70)]  # past the first 64-frame block: written in two appends
+    for f in frames:
+        rec.add_frame(f)
+    rec.save_episode()
+    np.testing.assert_array_equal(rec.store["frames"]["image.head"], np.stack([f["image.head"] for f in frames]))
+    stats = episode_stats(rec.store, 0)
+    pixels = np.stack([f["image.head"] for f in frames]).reshape(-1, 3)
+    np.testing.assert_allclose(stats["image.head"]["mean"], pixels.mean(0), rtol=1e-12)
+    rec.close()

@@ -144,9 +144,9 @@ def test_lerobot_info_json(work: Path, seed: int) -> None:
     root = work / "lerobot"
     (root / "meta").mkdir(parents=True, exist_ok=True)
     (root / fmt.INFO_PATH).write_bytes(corrupt_bytes(data.encode(), raw) if raw else data.encode())
-    plan = clear_outcome(lambda: lerobot._plan_features(lerobot._read_info(root), root))
-    if plan is not None:
-        assert set(plan["images"]) <= set(info["features"]) if isinstance(info.get("features"), dict) else True
+    feats = clear_outcome(lambda: lerobot._features(lerobot._read_info(root), root))
+    if feats is not None:
+        assert all(f.shape is not None for f in feats.values())
 
 
 def _data_table() -> pa.Table:
@@ -182,18 +182,21 @@ _COLUMN_DAMAGE = ("drop", "nulls", "nan", "wrong_width", "strings", "bad_png", "
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[EpisodeRecorder]:
     """Where imported frames go: its add_frames() checks them (shapes, NaN, tasks, time) before any write."""
-    rec = EpisodeRecorder.create("memory://fuzz-lerobot", fps=30, state=["a", "b", "c"], action=2,
-                                 cameras={"front": (8, 8)}, overwrite=True)
+    rec = EpisodeRecorder.create("memory://fuzz-lerobot", fps=30, features=_info()["features"], overwrite=True)
     yield rec
     rec.close()
+
+
+EPISODE = {"episode_index": 0, "data/chunk_index": 0, "data/file_index": 0, "dataset_from_index": 0,
+           "dataset_to_index": 4, "length": 4}
 
 
 @FUZZ
 @given(seed=seeds)
 def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, seed: int) -> None:
-    """The importer's path for one data file: read it, build the frames, hand them to the recorder.
-    Damage: a column dropped / nulled / NaN / of another width or type / a bad PNG / an unknown task,
-    and/or bytes of the file; or the file cut (a session killed before its footer was written)."""
+    """The importer's path for one episode of a data file: read its rows, build the frames, hand them to
+    the recorder. Damage: a column dropped / nulled / NaN / of another width or type / a bad PNG / an
+    unknown task, and/or bytes of the file; or the file cut (a session killed before its footer)."""
     rng = np.random.default_rng(seed)
     how = rng.integers(4)
     column = DATA.column_names[rng.integers(DATA.num_columns)]
@@ -204,15 +207,17 @@ def test_lerobot_data_parquet(work: Path, recorder: EpisodeRecorder, seed: int) 
         data = corrupt_bytes(data, raw)
     elif not damage:
         data = data[: int(rng.integers(len(data)))]  # a session killed before finalize(): no footer
-    root = work / "lerobot"
+    root = work / f"lerobot{seed % 2}"  # a fresh path per case: the reader keeps its file open
     path = root / "data" / "chunk-000" / "file-000.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    plan = lerobot._plan_features(_info(), root)
+    info = _info()
+    feats = lerobot._features(info, root)
+    columns = ["timestamp", "index", "task_index", *feats]
 
     def read() -> int:
-        part = lerobot._read_data_file(path)
-        batch = lerobot._checked_frames_batch(part, plan, {0: "walk"}, root, "episode 0", POOL)
+        part = lerobot._DataFiles(root, info["data_path"]).rows(EPISODE, columns, "episode 0")
+        batch = lerobot._frames_batch(part, feats, {0: "walk"}, root, "episode 0", POOL)
         recorder.clear_episode_buffer()
         recorder.add_frames(batch)
         return recorder.buffer.num_frames

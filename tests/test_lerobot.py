@@ -16,7 +16,7 @@ import mimicdata as md
 from mimicdata.convert import lerobot
 from mimicdata.convert import lerobot_format as fmt
 from mimicdata.episodes import EpisodeRecorder, episode_table
-from mimicdata.errors import SchemaError, SchemaVersionError, StoreExistsError
+from mimicdata.errors import CorruptStoreError, SchemaError, SchemaVersionError, StoreExistsError
 
 DATA = "data/chunk-000/file-000.parquet"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
@@ -56,10 +56,10 @@ def test_import_keeps_every_value(fixture_dir, imported):
     source = pq.read_table(fixture_dir / DATA).to_pydict()
     store = md.open(imported)
     frames = store["frames"]
-    np.testing.assert_array_equal(frames["state"], np.asarray(source["observation.state"], np.float32))
+    np.testing.assert_array_equal(frames["observation.state"], np.asarray(source["observation.state"], np.float32))
     np.testing.assert_array_equal(frames["action"], np.asarray(source["action"], np.float32))
     images = np.stack([png(c) for c in source["observation.images.head"]])
-    np.testing.assert_array_equal(frames["image.head"], images)
+    np.testing.assert_array_equal(frames["observation.images.head"], images)
     stamps = np.asarray(source["timestamp"], np.float32)
     assert (frames["timestamp"] == np.round(stamps.astype(np.float64) * 1e9)).all()
     assert frames["task"].tolist() == [f"walk forward {i}" for i in source["task_index"]]
@@ -132,7 +132,8 @@ def test_round_trip_through_lerobot_keeps_the_store(imported, exported, tmp_path
     again = tmp_path / "again.zarr"
     lerobot.convert(exported, again)
     a, b = md.open(imported)["frames"], md.open(again)["frames"]
-    for name in ("state", "action", "image.head", "timestamp", "frame_index", "episode_index"):
+    for name in ("observation.state", "action", "observation.images.head", "timestamp", "frame_index",
+                 "episode_index"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert a["task"].tolist() == b["task"].tolist()
 
@@ -197,10 +198,15 @@ def test_large_exports_roll_over_to_new_files_and_import_back(tmp_path, monkeypa
     # a LeRobot session killed before finalize(): the last data file has no footer
     broken = out / "data" / "chunk-000" / "file-002.parquet"
     broken.write_bytes(broken.read_bytes()[:-200])
-    report = lerobot.convert(out, tmp_path / "salvaged.zarr")
-    assert not report.ok and "file-002.parquet episode 2" in report.stopped_at
+    with pytest.raises(CorruptStoreError, match=r"episode 2: cannot read data file .*file-002\.parquet \(truncated"):
+        lerobot.convert(out, tmp_path / "broken.zarr", progress=False)
+    assert not (tmp_path / "broken.zarr").exists() and not (tmp_path / "broken.zarr.partial").exists()
+    report = lerobot.convert(out, tmp_path / "salvaged.zarr", salvage=True, progress=False)
+    assert not report.ok and "episode 2" in report.stopped_at and "file-002.parquet" in report.stopped_at
     assert report.rows == {"episodes": 2, "frames": 24}
-    assert md.open(tmp_path / "salvaged.zarr")["episodes"].num_rows == 2
+    salvaged = md.open(tmp_path / "salvaged.zarr")
+    assert salvaged["episodes"].num_rows == 2
+    assert salvaged.attrs["lerobot_import"]["complete"] is False  # it says it is not the whole dataset
 
 
 def test_refusals(fixture_dir, exported, tmp_path):
@@ -210,11 +216,11 @@ def test_refusals(fixture_dir, exported, tmp_path):
     (old / fmt.INFO_PATH).write_text(json.dumps({**info, "codebase_version": "v2.1"}))
     with pytest.raises(SchemaVersionError, match=r"v2\.1.*convert_dataset_v21_to_v30"):
         lerobot.convert(old, tmp_path / "x.zarr")
-    video = {**info, "features": {**info["features"], "observation.images.wrist": {"dtype": "video",
-                                                                                  "shape": [4, 4, 3]}}}
-    (old / fmt.INFO_PATH).write_text(json.dumps(video))
-    with pytest.raises(SchemaError, match="video features"):
+    audio = {**info, "features": {**info["features"], "observation.audio": {"dtype": "audio", "shape": [16000]}}}
+    (old / fmt.INFO_PATH).write_text(json.dumps(audio))
+    with pytest.raises(SchemaError, match=r"feature 'observation.audio' has dtype 'audio'"):
         lerobot.convert(old, tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
     store_path = record_store(tmp_path / "rec.zarr", episodes=1)
     with pytest.raises(StoreExistsError, match="already exists"):
         lerobot.export(store_path, exported, repo_id="a/b")

@@ -189,6 +189,8 @@ def buffer_from_store(
     """
     import torch
 
+    import mimicdata as md
+
     store, owned = _open_for_read(source)
     try:
         src = store[stream]
@@ -201,23 +203,20 @@ def buffer_from_store(
                 raise ValueError(f"{where}.{f}: string fields cannot go into a replay buffer")
             if f in RESERVED_KEYS or f in ("segment", "row") or f.startswith("next_"):
                 raise ValueError(f"{where}.{f}: name collides with a buffer column; pick other fields")
-        segments = src.segments() if src.segment_stream() is not None else np.array([[0, src.num_rows]])
-        starts, seg_ids = [], []
-        for seg, (lo, hi) in enumerate(segments.tolist()):
-            if hi - lo >= (2 if next_state else 1):
-                rows = np.arange(lo, hi - (1 if next_state else 0), dtype=np.int64)
-                starts.append(rows)
-                seg_ids.append(np.full(rows.size, seg, np.int64))
-        if not starts:
-            raise ValueError(f"{where}: no segment has enough rows to form a transition")
-        rows = np.concatenate(starts)
-        data: dict[str, torch.Tensor] = {"segment": torch.from_numpy(np.concatenate(seg_ids)),
+        # windows of 2 rows (t, t + 1) inside one segment: the data path's window index and bulk reads
+        try:
+            windows = md.WindowDataset(store, fields=names, stream=stream, window=2 if next_state else 1)
+        except md.ValidationError as exc:
+            raise ValueError(f"{where}: no segment has enough rows to form a transition ({exc})") from None
+        batch = windows.gather(np.arange(len(windows)), windows.load())
+        windows.close()
+        rows = windows.segments[batch["segment"], 0] + batch["frame"]
+        data: dict[str, torch.Tensor] = {"segment": torch.from_numpy(batch["segment"]),
                                          "row": torch.from_numpy(rows)}
         for f in names:
-            values = src.read(f)
-            data[f] = torch.from_numpy(np.ascontiguousarray(values[rows]))
+            data[f] = torch.from_numpy(np.ascontiguousarray(batch[f][:, 0]))
             if next_state:
-                data[f"next_{f}"] = torch.from_numpy(np.ascontiguousarray(values[rows + 1]))
+                data[f"next_{f}"] = torch.from_numpy(np.ascontiguousarray(batch[f][:, 1]))
     finally:
         if owned:
             store.close()

@@ -72,9 +72,6 @@ def _plan(data: zarr.Group, action_key: str, where: str) -> dict[str, Any]:
     for key in state:
         width = int(np.prod(arrays[key].shape[1:], dtype=np.int64))
         names += [key] if arrays[key].ndim == 1 else [f"{key}[{i}]" for i in range(width)]
-    heights = {arrays[k].shape[1:3] for k in images}
-    if len(heights) > 1:
-        raise SchemaError(f"{where}: image arrays of different sizes {sorted(heights)} are not supported")
     return {"arrays": arrays, "images": images, "state": state, "state_names": names}
 
 
@@ -108,8 +105,7 @@ def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, fps: f
     extra = {k: n - total for k, n in lengths.items() if n > total}
     if extra:
         report.problems.append(f"rows past the last episode end (an unfinished episode) were not imported: {extra}")
-    first = arrays[plan["images"][0]] if plan["images"] else None
-    cameras = {k: first.shape[1:3] for k in plan["images"]} if first is not None else {}
+    cameras = {k: arrays[k].shape[1:3] for k in plan["images"]}  # each camera its own size
     action_dim = int(np.prod(arrays[action_key].shape[1:], dtype=np.int64))
     rec = EpisodeRecorder.create(dst, fps=fps, state=plan["state_names"], action=action_dim, robot=robot,
                                  cameras=cameras, overwrite=overwrite, default_task=task,

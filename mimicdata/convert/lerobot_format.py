@@ -24,6 +24,7 @@ from mimicdata.episodes.stats import ImageStats
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 INFO_PATH, STATS_PATH, TASKS_PATH = "meta/info.json", "meta/stats.json", "meta/tasks.parquet"
 CHUNKS_SIZE = 1000               # files per chunk directory
@@ -41,10 +42,6 @@ def vector_feature(dim: int, names: list[str] | None, dtype: str = "float32") ->
     return {"dtype": dtype, "shape": [int(dim)], "names": names}
 
 
-def image_feature(height: int, width: int) -> dict[str, Any]:
-    return {"dtype": "image", "shape": [int(height), int(width), 3], "names": ["height", "width", "channels"]}
-
-
 def default_features() -> dict[str, dict[str, Any]]:
     out = {"timestamp": vector_feature(1, None, "float32")}
     for key in DEFAULT_FEATURES[1:]:
@@ -53,30 +50,44 @@ def default_features() -> dict[str, dict[str, Any]]:
 
 
 def _value_type(dtype: str) -> pa.DataType:
-    return {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(),
-            "int32": pa.int32()}[dtype]
+    return pa.string() if dtype == "string" else pa.from_numpy_dtype(np.dtype(dtype))
 
 
 def arrow_type(feature: Mapping[str, Any]) -> pa.DataType:
-    """The parquet column type lerobot (through ``datasets``) uses for a feature."""
+    """The parquet column type lerobot (through ``datasets``) uses for a feature (videos have none)."""
     if feature["dtype"] == "image":
         return pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
     shape = list(feature["shape"])
     if shape == [1]:
         return _value_type(feature["dtype"])
-    if len(shape) != 1:
-        raise ValueError(f"only vector and image features are supported, got shape {shape}")
-    return pa.list_(pa.field("element", _value_type(feature["dtype"])), shape[0])
+    if len(shape) == 1:
+        return pa.list_(pa.field("element", _value_type(feature["dtype"])), shape[0])
+    out = _value_type(feature["dtype"])  # datasets' Array2D..Array5D: nested lists
+    for _ in shape:
+        out = pa.list_(out)
+    return out
 
 
 def hf_feature(feature: Mapping[str, Any]) -> dict[str, Any]:
     """The ``datasets`` feature description kept in each data file's ``huggingface`` metadata."""
     if feature["dtype"] == "image":
         return {"_type": "Image"}
-    if list(feature["shape"]) == [1]:
+    shape = list(feature["shape"])
+    if shape == [1]:
         return {"dtype": feature["dtype"], "_type": "Value"}
-    return {"feature": {"dtype": feature["dtype"], "_type": "Value"}, "length": int(feature["shape"][0]),
-            "_type": "List"}
+    if len(shape) == 1:
+        return {"feature": {"dtype": feature["dtype"], "_type": "Value"}, "length": int(shape[0]),
+                "_type": "List"}
+    return {"shape": shape, "dtype": feature["dtype"], "_type": f"Array{len(shape)}D"}
+
+
+def has_stats(feature: Mapping[str, Any]) -> bool:
+    """lerobot keeps statistics of every feature but strings."""
+    return feature["dtype"] != "string"
+
+
+def is_visual(feature: Mapping[str, Any]) -> bool:
+    return feature["dtype"] in ("image", "video")
 
 
 def data_schema(features: Mapping[str, Mapping[str, Any]], fingerprint_key: str) -> pa.Schema:
@@ -140,7 +151,7 @@ def _image_stats(hist: ImageStats, frames: int) -> dict[str, np.ndarray]:
 
 def feature_stats(values: np.ndarray | ImageStats, feature: Mapping[str, Any], frames: int) -> dict[str, np.ndarray]:
     """One feature's statistics in lerobot's layout (``values`` is an ImageStats for images)."""
-    if feature["dtype"] == "image":
+    if is_visual(feature):
         assert isinstance(values, ImageStats)
         return _image_stats(values, frames)
     return _vector_stats(np.asarray(values), integer=feature["dtype"].startswith("int"))
@@ -149,7 +160,7 @@ def feature_stats(values: np.ndarray | ImageStats, feature: Mapping[str, Any], f
 def stats_arrow_type(feature: Mapping[str, Any], stat: str) -> pa.DataType:
     if stat == "count":
         return pa.list_(pa.field("element", pa.int64()))
-    if feature["dtype"] == "image":
+    if is_visual(feature):
         inner = pa.list_(pa.field("element", pa.float64()))
         return pa.list_(pa.field("element", pa.list_(pa.field("element", inner))))
     integer = feature["dtype"].startswith("int") and stat in ("min", "max")
@@ -162,8 +173,13 @@ def episodes_schema(features: Mapping[str, Mapping[str, Any]]) -> pa.Schema:
               pa.field("length", pa.int64()), pa.field("data/chunk_index", pa.int64()),
               pa.field("data/file_index", pa.int64()), pa.field("dataset_from_index", pa.int64()),
               pa.field("dataset_to_index", pa.int64())]
+    for key in (k for k, f in features.items() if f["dtype"] == "video"):
+        fields += [pa.field(f"videos/{key}/chunk_index", pa.int64()), pa.field(f"videos/{key}/file_index", pa.int64()),
+                   pa.field(f"videos/{key}/from_timestamp", pa.float64()),
+                   pa.field(f"videos/{key}/to_timestamp", pa.float64())]
     for key, feature in features.items():
-        fields += [pa.field(f"stats/{key}/{stat}", stats_arrow_type(feature, stat)) for stat in STAT_ORDER]
+        if has_stats(feature):
+            fields += [pa.field(f"stats/{key}/{stat}", stats_arrow_type(feature, stat)) for stat in STAT_ORDER]
     fields += [pa.field("meta/episodes/chunk_index", pa.int64()), pa.field("meta/episodes/file_index", pa.int64())]
     return pa.schema(fields)
 

@@ -1,9 +1,11 @@
 """EpisodeBuffer: the frames of the episode being recorded, in preallocated blocks.
 
-Frames are copied into fixed-size blocks allocated ahead of time, so ``add_frame`` costs one small copy
-per field and never a reallocation of the whole episode (growing one array by doubling would copy
-hundreds of megabytes of camera frames at unpredictable moments of the control loop). Joining the
-blocks into one batch happens at save time, on the saver thread when saving asynchronously.
+Frames are copied into blocks allocated ahead of time, so ``add_frame`` costs one small copy per field
+and never a reallocation of the whole episode (growing one array by doubling would copy hundreds of
+megabytes of camera frames at unpredictable moments of the control loop). Blocks double from
+``block_frames`` up to ``MAX_BLOCK_FRAMES`` (few blocks per long episode, at most one block of slack).
+At save time camera frames are written block by block (:meth:`EpisodeBuffer.spans`), never joined:
+that would copy the whole episode once more.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from mimicdata.errors import ValidationError
 
 BLOCK_FRAMES = 64
+MAX_BLOCK_FRAMES = 256
 
 
 class EpisodeBuffer:
@@ -27,6 +30,8 @@ class EpisodeBuffer:
         self.num_frames = 0
         self.layout: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         self._blocks: dict[str, list[np.ndarray]] = {}
+        self._starts: list[int] = []        # first frame of each block
+        self._capacity = 0
         self.tasks: list[str] = []          # one per frame
         self.nbytes = 0
         self.success = -1                   # set when the episode is saved: 1, 0 or -1 (unknown)
@@ -36,21 +41,30 @@ class EpisodeBuffer:
         return self.num_frames
 
     def _grow(self) -> None:
+        size = min(MAX_BLOCK_FRAMES, self.block_frames << len(self._starts)) if self._starts else self.block_frames
+        size = max(size, self.block_frames)
+        self._starts.append(self._capacity)
+        self._capacity += size
         for name, (dtype, shape) in self.layout.items():
-            block = np.empty((self.block_frames, *shape), dtype)
+            block = np.empty((size, *shape), dtype)
             self._blocks[name].append(block)
             self.nbytes += block.nbytes
+
+    def _slot(self) -> int:
+        """Position of the next frame in the last block, growing a block when full."""
+        if self.num_frames == self._capacity:
+            self._grow()
+        return self.num_frames - self._starts[-1]
 
     def add(self, values: Mapping[str, np.ndarray], task: str) -> None:
         """Append one validated frame (arrays already of the layout's dtype and shape)."""
         if not self.layout:
             self.layout = {k: (v.dtype, v.shape) for k, v in values.items()}
             self._blocks = {k: [] for k in values}
-        slot = self.num_frames % self.block_frames
-        if slot == 0:
-            self._grow()
+        slot = self._slot()
         for name, value in values.items():
-            self._blocks[name][-1][slot] = value
+            # a 0-d object array (a string) would be stored as the array itself, not its content
+            self._blocks[name][-1][slot] = value[()] if value.dtype == object else value
         self.tasks.append(task)
         self.num_frames += 1
 
@@ -62,10 +76,8 @@ class EpisodeBuffer:
             self._blocks = {k: [] for k in batch}
         done = 0
         while done < n:
-            slot = self.num_frames % self.block_frames
-            if slot == 0:
-                self._grow()
-            take = min(n - done, self.block_frames - slot)
+            slot = self._slot()
+            take = min(n - done, self._capacity - self.num_frames)
             for name, values in batch.items():
                 self._blocks[name][-1][slot:slot + take] = values[done:done + take]
             self.num_frames += take
@@ -81,6 +93,17 @@ class EpisodeBuffer:
             dtype, shape = self.layout[name]
             return np.empty((0, *shape), dtype)
         return np.concatenate(blocks, axis=0)[: self.num_frames]
+
+    def spans(self) -> list[tuple[int, int, int]]:
+        """``(block, first frame, end frame)`` of each block holding frames."""
+        ends = [*self._starts[1:], self._capacity]
+        return [(i, a, min(b, self.num_frames)) for i, (a, b) in enumerate(zip(self._starts, ends, strict=True))
+                if a < self.num_frames]
+
+    def block(self, name: str, index: int) -> np.ndarray:
+        """The frames of one field held by block ``index`` (a view, no copy)."""
+        start = self._starts[index]
+        return self._blocks[name][index][: min(len(self._blocks[name][index]), self.num_frames - start)]
 
     def to_batch(self) -> dict[str, np.ndarray]:
         """Every field joined into one batch (copies; called on the saving thread)."""

@@ -2,14 +2,14 @@
 
 Why a custom stream and not store attributes: rows are appended with the same commit protocol as
 the frames (a kill never leaves half a row), they read as a table (``to_arrow`` / Polars), and the
-dataset statistics can always be rebuilt from them. Fields::
+dataset statistics can always be rebuilt from them. Fields, for every feature with statistics (numbers
+and pixels; named by the feature's stored field, e.g. ``observation.state`` or ``state``)::
 
     episode_index, length                     int64
     metadata                                  JSON text (user metadata given to save_episode)
-    state.{min,max,mean,std}                  float64 (state,)
-    action.{min,max,mean,std}                 float64 (action,)
-    image.<cam>.{min,max,mean,std}            float64 (3,)   per channel, pixel values 0..255
-    image.<cam>.hist                          int64 (3, 256) per-channel histogram (exact merges)
+    <field>.{min,max,mean,std}                float64, the feature's shape ((1,) for scalars)
+    <image field>.{min,max,mean,std}          float64 (C,)   per channel, pixel values 0..255
+    <image field>.hist                        int64 (C, 256) per-channel histogram (exact merges)
 """
 
 from __future__ import annotations
@@ -35,16 +35,20 @@ def info_fields(config: RecordingConfig) -> dict[str, dict[str, Any]]:
         "metadata": {"dtype": "string", "shape": [], "unit": "json",
                      "description": "User metadata of the episode, JSON text."},
     }
-    for feature, dim in (("state", "state"), ("action", "action")):
+    for feature in config.stat_features:
+        if feature.visual:
+            channels = feature.shape[2]
+            for stat in MOMENTS:
+                fields[f"{feature.field}.{stat}"] = {
+                    "dtype": "float64", "shape": [channels], "unit": "0..255",
+                    "description": f"Per-channel {stat} of the pixels of {feature.name}."}
+            fields[f"{feature.field}.hist"] = {"dtype": "int64", "shape": [channels, 256], "unit": "pixels",
+                                               "description": f"Per-channel histogram of {feature.name}."}
+            continue
+        shape = list(feature.frame_shape) or [1]
         for stat in MOMENTS:
-            fields[f"{feature}.{stat}"] = {"dtype": "float64", "shape": [dim], "unit": "mixed",
-                                           "description": f"Per-component {stat} of {feature} over the episode."}
-    for image in config.image_fields:
-        for stat in MOMENTS:
-            fields[f"{image}.{stat}"] = {"dtype": "float64", "shape": [3], "unit": "0..255",
-                                         "description": f"Per-channel {stat} of the pixels of {image}."}
-        fields[f"{image}.hist"] = {"dtype": "int64", "shape": [3, 256], "unit": "pixels",
-                                   "description": f"Per-channel histogram of {image} (exact quantiles)."}
+            fields[f"{feature.field}.{stat}"] = {"dtype": "float64", "shape": shape, "unit": "mixed",
+                                                 "description": f"Per-component {stat} of {feature.name}."}
     return fields
 
 
@@ -62,13 +66,14 @@ def info_row(index: int, length: int, summaries: Mapping[str, Summary], metadata
 
 def episode_summaries(info: Stream, features: list[str], start: int = 0, stop: int | None = None
                       ) -> list[dict[str, Summary]]:
-    """Mergeable summaries of episodes ``[start, stop)`` read back from ``episode_info``."""
+    """Mergeable summaries of episodes ``[start, stop)`` read back from ``episode_info`` (``features``:
+    stored field names; image features are those with a histogram)."""
     stop = info.num_rows if stop is None else min(stop, info.num_rows)
     if stop <= start:
         return []
     counts = info.read("length", start, stop)
     cols = {f"{f}.{s}": info.read(f"{f}.{s}", start, stop) for f in features for s in MOMENTS}
-    hists = {f: info.read(f"{f}.hist", start, stop) for f in features if f.startswith("image.")}
+    hists = {f: info.read(f"{f}.hist", start, stop) for f in features if f"{f}.hist" in info.spec.fields}
     out = []
     for i in range(stop - start):
         row: dict[str, Summary] = {}
@@ -84,7 +89,7 @@ def episode_summaries(info: Stream, features: list[str], start: int = 0, stop: i
 
 def load_summaries(info: Stream, config: RecordingConfig, episodes: int) -> dict[str, Summary]:
     """Dataset summaries merged from the first ``episodes`` rows of ``episode_info``."""
-    features = ["state", "action", *config.image_fields]
+    features = [f.field for f in config.stat_features]
     merged: dict[str, Summary] = {}
     for row in episode_summaries(info, features, 0, episodes):
         for f, s in row.items():

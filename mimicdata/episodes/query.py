@@ -33,7 +33,7 @@ def _as_store(store: Store | str | Path) -> tuple[Store, bool]:
 def _features(store: Store) -> list[str]:
     doc = store.attrs.get(RECORDING_ATTR)
     if doc:
-        return ["state", "action", *RecordingConfig.from_doc(doc).image_fields]
+        return [f.field for f in RecordingConfig.from_doc(doc).stat_features]
     return ["state", "action", *[f for f in store["frames"].fields if f.startswith("image.")]]
 
 

@@ -21,22 +21,18 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mimicdata.episodes.buffer import EpisodeBuffer, check_layout
-from mimicdata.episodes.config import (
-    INFO_STREAM,
-    OPTIONAL_FRAME_FIELDS,
-    RECORDING_ATTR,
-    STATS_ATTR,
-    RecordingConfig,
-)
+from mimicdata.episodes.config import INFO_STREAM, RECORDING_ATTR, STATS_ATTR, RecordingConfig, collect_features
+from mimicdata.episodes.features import IMAGE_PREFIX, Feature
 from mimicdata.episodes.info import info_fields, info_row, load_summaries
 from mimicdata.episodes.saver import AsyncEpisodeSaver, EpisodeSaveResult
-from mimicdata.episodes.stats import Summary, dataset_stats, summarize
+from mimicdata.episodes.stats import Summary, dataset_stats, merge_all, summarize
 from mimicdata.errors import SchemaError, StoreNotFoundError, ValidationError
 from mimicdata.store import Store
 from mimicdata.store import create as create_store
@@ -71,9 +67,9 @@ class EpisodeRecorder:
         self._commit_lock = threading.RLock()
         self._saver: AsyncEpisodeSaver | None = None
         self.failed_episodes: list[EpisodeSaveResult] = []
+        self._keys = self.config.lookup()
         if INFO_STREAM not in store:
-            store.add_stream(INFO_STREAM, fields=info_fields(self.config), chunk_rows=256,
-                             dims={"state": self.config.state_dim, "action": self.config.action_dim})
+            store.add_stream(INFO_STREAM, fields=info_fields(self.config), chunk_rows=256)
         self._repair_info()
         self._stats: dict[str, Summary] = load_summaries(store[INFO_STREAM], self.config,
                                                          store["episodes"].num_rows)
@@ -85,17 +81,25 @@ class EpisodeRecorder:
 
     # ---------------------------------------------------------------------------------- construction
     @classmethod
-    def create(cls, url: str | Path, *, fps: float, state: int | Sequence[str], action: int | Sequence[str],
+    def create(cls, url: str | Path, *, fps: float, features: Mapping[str, Mapping[str, Any]] | None = None,
+               state: int | Sequence[str] | None = None, action: int | Sequence[str] | None = None,
                robot: str | None = None, cameras: Mapping[str, Sequence[int]] | None = None,
                overwrite: bool = False, attrs: Mapping[str, Any] | None = None,
                default_task: str | None = None) -> EpisodeRecorder:
-        """A new episodes store at ``url``; ``state``/``action`` are sizes or lists of names,
-        ``cameras`` maps camera name -> (height, width) of its uint8 RGB frames."""
-        config = RecordingConfig.declare(fps=fps, robot=robot, state=state, action=action, cameras=cameras)
+        """A new episodes store at ``url`` with the given per-frame features.
+
+        ``features`` is LeRobot's features dict as it is (``{"observation.state": {"dtype": "float32",
+        "shape": [29], "names": [...]}, "observation.images.head": {"dtype": "video", "shape": [480, 640, 3],
+        ...}, ...}``), stored under those names. The short form ``state``/``action`` (sizes or lists of
+        names) and ``cameras`` (camera name -> (height, width) of uint8 RGB frames; sizes may differ)
+        declares ``observation.state``, ``action`` and ``observation.images.<camera>`` stored as
+        ``state``, ``action`` and ``image.<camera>``. Both forms may be combined."""
+        config = RecordingConfig.declare(fps=fps, robot=robot, state=state, action=action, cameras=cameras,
+                                         features=features)
         user = dict(attrs or {})
         user[RECORDING_ATTR] = config.to_doc()
         store = create_store(url, SCHEMA, robot=robot, fps=fps, overwrite=overwrite, attrs=user,
-                             dims={"state": config.state_dim, "action": config.action_dim})
+                             fields={"frames": config.frame_fields()})
         try:
             return cls(store, default_task=default_task)
         except BaseException:
@@ -106,17 +110,20 @@ class EpisodeRecorder:
     def resume(cls, url: str | Path, *, fps: float | None = None, state: int | Sequence[str] | None = None,
                action: int | Sequence[str] | None = None, robot: str | None = None,
                cameras: Mapping[str, Sequence[int]] | None = None, break_lock: bool = False,
-               default_task: str | None = None) -> EpisodeRecorder:
+               default_task: str | None = None,
+               features: Mapping[str, Mapping[str, Any]] | None = None) -> EpisodeRecorder:
         """Reopen a store to record more episodes; every declared setting must equal the stored one."""
         store = open_store(url, "a", break_lock=break_lock)
         try:
             rec = cls(store, default_task=default_task)
             stored = rec.config
-            declared = RecordingConfig.declare(
-                fps=fps or stored.fps, robot=robot if robot is not None else stored.robot,
-                state=state if state is not None else (stored.state_names or stored.state_dim),
-                action=action if action is not None else (stored.action_names or stored.action_dim),
-                cameras=cameras if cameras is not None else stored.cameras)
+            # what is not declared again is taken as stored; declared cameras replace the stored ones
+            merged: dict[str, Feature] = dict(stored.features)
+            if cameras is not None:
+                merged = {k: f for k, f in merged.items() if not (f.visual and k.startswith(IMAGE_PREFIX))}
+            merged.update(collect_features(state=state, action=action, cameras=cameras, features=features))
+            declared = RecordingConfig(float(fps or stored.fps), robot if robot is not None else stored.robot,
+                                       merged)
             problems = stored.differences(declared)
             if store.robot is not None and robot is not None and store.robot.name != robot:
                 problems.append(f"robot: store has {store.robot.name!r}, recorder declares {robot!r}")
@@ -129,16 +136,17 @@ class EpisodeRecorder:
             raise
 
     @classmethod
-    def open(cls, url: str | Path, *, fps: float, state: int | Sequence[str], action: int | Sequence[str],
+    def open(cls, url: str | Path, *, fps: float, features: Mapping[str, Mapping[str, Any]] | None = None,
+             state: int | Sequence[str] | None = None, action: int | Sequence[str] | None = None,
              robot: str | None = None, cameras: Mapping[str, Sequence[int]] | None = None,
              attrs: Mapping[str, Any] | None = None, default_task: str | None = None) -> EpisodeRecorder:
         """Resume the store at ``url`` if it exists (checking the setup), else create it."""
         try:
             return cls.resume(url, fps=fps, state=state, action=action, robot=robot, cameras=cameras,
-                              default_task=default_task)
+                              default_task=default_task, features=features)
         except StoreNotFoundError:
-            return cls.create(url, fps=fps, state=state, action=action, robot=robot, cameras=cameras,
-                              attrs=attrs, default_task=default_task)
+            return cls.create(url, fps=fps, features=features, state=state, action=action, robot=robot,
+                              cameras=cameras, attrs=attrs, default_task=default_task)
 
     # ---------------------------------------------------------------------------------------- state
     @property
@@ -165,13 +173,15 @@ class EpisodeRecorder:
                 info.append(info_row(index, end - start, self._summaries(batch), "{}"))
 
     def _stat_fields(self) -> list[str]:
-        return ["state", "action", *self.config.image_fields]
+        return [f.field for f in self.config.stat_features]
 
     # ---------------------------------------------------------------------------------------- frames
     def add_frame(self, frame: Mapping[str, Any]) -> None:
-        """Add one frame: ``state``, ``action``, ``image.<camera>`` (uint8 HxWx3) for every declared camera,
-        optional ``task`` (else the recorder's default), ``timestamp`` (int ns since the Unix epoch;
-        default: now), ``next.reward``, ``next.done``. A bad frame raises and leaves the episode as it was."""
+        """Add one frame: a value for every declared feature under its LeRobot name (``observation.state``,
+        ``observation.images.head``, ...), its stored field name or its short alias (``state``, ``action``,
+        ``image.<camera>``); images uint8 HxWxC (or CxHxW, or PIL images); optional ``task`` (else the
+        recorder's default), ``timestamp`` (int ns since the Unix epoch; default: now), ``next.reward``,
+        ``next.done``. A bad frame raises and leaves the episode as it was."""
         where = f"episode {self.buffer.episode_index} frame {self.buffer.num_frames}"
         if not isinstance(frame, Mapping):
             raise ValidationError(f"{where}: a frame is a mapping of field -> value, got {type(frame).__name__}")
@@ -181,30 +191,34 @@ class EpisodeRecorder:
         self._last_stamp = int(values["timestamp"])
 
     def add_frames(self, batch: Mapping[str, Any]) -> None:
-        """Add ``n`` frames at once (arrays with a leading frame axis; ``task`` one string or ``n``)."""
-        n = len(np.asarray(batch["state"])) if "state" in batch else 0
+        """Add ``n`` frames at once (arrays with a leading frame axis under the keys :meth:`add_frame`
+        takes; ``task`` one string or ``n``; ``timestamp`` required)."""
+        columns = {k: v for k, v in batch.items() if k != "task"}
+        n = len(next(iter(columns.values()))) if columns else 0
         where = f"episode {self.buffer.episode_index} frames {self.buffer.num_frames}..+{n}"
         tasks = batch.get("task", self.default_task)
         if isinstance(tasks, str) or tasks is None:
             tasks = [tasks] * n
         tasks = [str(t) if t is not None else None for t in tasks]
-        if None in tasks:
-            raise ValidationError(f"{where}: no task; pass 'task' or set default_task")
+        if None in tasks or len(tasks) != n:
+            raise ValidationError(f"{where}: no task for every frame; pass 'task' or set default_task")
         if "timestamp" not in batch:
             raise ValidationError(f"{where}: bulk frames need a 'timestamp' column (int ns)")
+        if n == 0:
+            return
         # validate through the single-frame path on the first frame, then shapes of the whole batch
-        first = {k: (v if k == "task" else np.asarray(v)[0]) for k, v in batch.items() if k != "task"}
+        first = {k: (np.asarray(v)[0] if k == "timestamp" else v[0]) for k, v in columns.items()}
         values, _ = self._check_frame({**first, "task": tasks[0]}, where)
         check_layout(self.buffer, values, where)
-        cols: dict[str, np.ndarray] = {}
-        for name, (dtype, shape) in {k: (v.dtype, v.shape) for k, v in values.items()}.items():
-            col = np.asarray(batch[name])
-            if col.shape != (n, *shape):
-                raise ValidationError(f"{where}: {name!r} has shape {col.shape}, expected {(n, *shape)}")
-            if col.dtype.kind == "f" and not np.isfinite(col).all():
-                raise ValidationError(f"{where}: {name!r} holds NaN/Inf")
-            cols[name] = col.astype(dtype, copy=False)
+        cols: dict[str, np.ndarray] = {"timestamp": np.asarray(batch["timestamp"]).astype(np.int64)}
+        for key, value in columns.items():
+            if key == "timestamp":
+                continue
+            feature = self._keys[key]
+            cols[feature.field] = _column(feature, key, value, n, where)
         stamps = cols["timestamp"]
+        if stamps.shape != (n,):
+            raise ValidationError(f"{where}: 'timestamp' has shape {stamps.shape}, expected ({n},)")
         if n > 1 and (np.diff(stamps) < 0).any():
             back = int(np.argmax(np.diff(stamps) < 0)) + 1
             raise ValidationError(f"{where}: timestamps go backwards at frame {back}")
@@ -212,35 +226,24 @@ class EpisodeRecorder:
         self._last_stamp = int(stamps[-1])
 
     def _check_frame(self, frame: Mapping[str, Any], where: str) -> tuple[dict[str, np.ndarray], str]:
-        cfg = self.config
-        allowed = {"state", "action", "task", "timestamp", *OPTIONAL_FRAME_FIELDS, *cfg.image_fields}
-        unknown = sorted(set(frame) - allowed)
-        if unknown:
-            raise ValidationError(f"{where}: unknown key(s) {unknown}; a frame takes {sorted(allowed)}")
-        missing = sorted({"state", "action", *cfg.image_fields} - set(frame))
-        if missing:
-            raise ValidationError(f"{where}: missing {missing}")
         values: dict[str, np.ndarray] = {}
-        for name, dim in (("state", cfg.state_dim), ("action", cfg.action_dim)):
-            arr = np.asarray(frame[name])
-            if arr.shape != (dim,):
-                raise ValidationError(f"{where}: {name!r} has shape {arr.shape}, expected ({dim},)")
-            if arr.dtype.kind not in "fiub":
-                raise ValidationError(f"{where}: {name!r} has dtype {arr.dtype}, expected float")
-            if not np.isfinite(arr).all():
-                bad = np.flatnonzero(~np.isfinite(arr)).tolist()
-                raise ValidationError(f"{where}: {name!r} holds NaN/Inf at components {bad}")
-            values[name] = arr.astype(np.float32)
-        for name in cfg.image_fields:
-            img = frame[name]
-            h, w = cfg.cameras[name[len("image."):]]
-            if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-                kind = img.dtype if isinstance(img, np.ndarray) else type(img).__name__
-                raise ValidationError(f"{where}: {name!r} has dtype {kind}; images must be uint8 HxWx3 "
-                                      f"(convert floats in [0, 1] with (img * 255).round().astype(np.uint8))")
-            if img.shape != (h, w, 3):
-                raise ValidationError(f"{where}: {name!r} has shape {img.shape}, the camera is declared {(h, w, 3)}")
-            values[name] = img
+        unknown = []
+        for key, value in frame.items():
+            if key in ("task", "timestamp"):
+                continue
+            feature = self._keys.get(key)
+            if feature is None:
+                unknown.append(key)
+                continue
+            if feature.field in values:
+                raise ValidationError(f"{where}: {feature.name!r} is given twice (also as {key!r})")
+            values[feature.field] = feature.coerce(value, where)
+        if unknown:
+            takes = sorted({f.alias or f.name for f in self._keys.values()} | {"task", "timestamp"})
+            raise ValidationError(f"{where}: unknown key(s) {sorted(map(str, unknown))}; a frame takes {takes}")
+        missing = [f.alias or f.field for f in self.config.features.values() if f.required and f.field not in values]
+        if missing:
+            raise ValidationError(f"{where}: missing {sorted(missing)}")
         stamp = frame.get("timestamp")
         if stamp is None:
             stamp = time.time_ns()
@@ -251,10 +254,6 @@ class EpisodeRecorder:
             raise ValidationError(f"{where}: timestamp {int(stamp)} is earlier than the previous frame's "
                                   f"{self._last_stamp}")
         values["timestamp"] = np.asarray(stamp, np.int64)
-        if "next.reward" in frame:
-            values["next.reward"] = np.asarray(frame["next.reward"], np.float32).reshape(())
-        if "next.done" in frame:
-            values["next.done"] = np.asarray(bool(frame["next.done"]))
         task = frame.get("task", self.default_task)
         if not isinstance(task, str) or not task:
             raise ValidationError(f"{where}: task must be a non-empty string (pass 'task' or default_task), "
@@ -267,8 +266,9 @@ class EpisodeRecorder:
         frames = self.store["frames"]
         if not frames.committed_rows:
             return
-        stored = {f for f in OPTIONAL_FRAME_FIELDS if f in frames.fields}
-        given = {f for f in OPTIONAL_FRAME_FIELDS if f in values}
+        optional = [f.field for f in self.config.all_features.values() if not f.required]
+        stored = {f for f in optional if f in frames.fields}
+        given = {f for f in optional if f in values}
         if stored != given:
             raise ValidationError(f"{where}: the store's frames have optional fields {sorted(stored)}, this "
                                   f"episode {sorted(given)}; a field is present in every episode or in none")
@@ -305,27 +305,49 @@ class EpisodeRecorder:
         self._last_stamp = None
 
     def _summaries(self, batch: Mapping[str, np.ndarray]) -> dict[str, Summary]:
-        return {f: summarize(batch[f], image=f.startswith("image.")) for f in self._stat_fields()}
+        return {f.field: summarize(batch[f.field], image=f.visual) for f in self.config.stat_features}
+
+    def _episode_summaries(self, buf: EpisodeBuffer, small: Mapping[str, np.ndarray]) -> dict[str, Summary]:
+        summaries: dict[str, Summary] = {}
+        for f in self.config.stat_features:
+            if f.visual:  # exact histograms merge: one per block
+                parts = [summarize(buf.block(f.field, b), image=True) for b, _, _ in buf.spans()]
+                summaries[f.field] = merge_all(parts)  # type: ignore[assignment]
+            else:
+                summaries[f.field] = summarize(small[f.field])
+        return summaries
 
     def _commit(self, buf: EpisodeBuffer) -> int:
-        """Write one episode (frames, statistics row, episode row, dataset statistics); see the module doc."""
+        """Write one episode (frames, statistics row, episode row, dataset statistics); see the module doc.
+
+        Camera frames go out block by block, as the buffer holds them (joining them would copy the
+        episode once more); the frames of the episode stay invisible until its row is committed."""
         with self._commit_lock:
             store = self.store
             frames, info = store["frames"], store[INFO_STREAM]
             index = store["episodes"].num_rows
-            batch = buf.to_batch()
             n = buf.num_frames
-            batch["task"] = np.asarray(buf.tasks)
-            batch["episode_index"] = np.full(n, index, np.int64)
-            batch["frame_index"] = np.arange(n, dtype=np.int64)
-            summaries = self._summaries(batch)
-            try:
-                frames.append(batch)
-                info.append(info_row(index, n, summaries, buf.metadata))
-                stored = store.append_segment("episodes", None, {"task": buf.tasks[0], "success": np.int8(buf.success)})
-            except BaseException:
-                self._rollback(index)
-                raise
+            visual = [f.field for f in self.config.all_features.values() if f.visual and f.field in buf.layout]
+            small = {name: buf.column(name) for name in buf.layout if name not in visual}
+            small["task"] = np.asarray(buf.tasks)
+            small["episode_index"] = np.full(n, index, np.int64)
+            small["frame_index"] = np.arange(n, dtype=np.int64)
+            # statistics on a second thread while the frames are written (bincount and blosc release the GIL)
+            with ThreadPoolExecutor(1, thread_name_prefix="mimicdata-episode-stats") as pool:
+                pending = pool.submit(self._episode_summaries, buf, small)
+                try:
+                    if not visual:
+                        frames.append(small)
+                    for b, start, end in buf.spans() if visual else ():
+                        part = {k: v[start:end] for k, v in small.items()}
+                        frames.append(part | {name: buf.block(name, b) for name in visual})
+                    summaries = pending.result()
+                    info.append(info_row(index, n, summaries, buf.metadata))
+                    stored = store.append_segment("episodes", None,
+                                                  {"task": buf.tasks[0], "success": np.int8(buf.success)})
+                except BaseException:
+                    self._rollback(index)
+                    raise
             for name, s in summaries.items():
                 self._stats[name] = self._stats[name].merge(s) if name in self._stats else s  # type: ignore[arg-type]
             try:
@@ -431,3 +453,25 @@ class EpisodeRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _column(feature: Feature, key: str, value: Any, n: int, where: str) -> np.ndarray:
+    """``n`` frames of one feature from a bulk batch, checked as a whole (the first went through coerce)."""
+    if feature.is_string:
+        col = np.asarray(value, dtype=object)
+        if col.shape != (n,) or not all(isinstance(v, str) for v in col):
+            raise ValidationError(f"{where}: {key!r} must be {n} strings")
+        return col
+    col = np.asarray(value)
+    expected = (n, *feature.frame_shape)
+    if col.shape != expected and feature.frame_shape == () and col.shape == (n, 1):
+        col = col.reshape(n)
+    if col.shape != expected:
+        raise ValidationError(f"{where}: {key!r} has shape {col.shape}, expected {expected}")
+    if feature.visual:
+        if col.dtype != np.uint8:
+            raise ValidationError(f"{where}: {key!r} has dtype {col.dtype}; images must be uint8")
+        return col
+    if col.dtype.kind == "f" and not np.isfinite(col).all():
+        raise ValidationError(f"{where}: {key!r} holds NaN/Inf")
+    return col.astype(feature.storage_dtype, copy=False)

@@ -10,7 +10,9 @@ its gaps:
 - a failed save keeps its episode buffer in the result (``EpisodeSaveResult.episode_buffer``), so the
   episode can be retried; failures are also logged, never dropped;
 - at interpreter exit the queue is drained before the process ends (a hook that runs before the
-  thread pools zarr writes through are shut down; the worker is not a daemon either).
+  thread pools zarr writes through are shut down; the worker is not a daemon either);
+- while a save runs, the interpreter's GIL switch interval is lowered to 0.2 ms (and restored after):
+  the recording thread then waits at most that long for the GIL behind the saver's Python code.
 
 The saver knows nothing about stores: it calls ``save_fn(episode_buffer)``, which returns the index
 the episode was committed under (see :class:`mimicdata.episodes.EpisodeRecorder`).
@@ -18,16 +20,19 @@ the episode was committed under (see :class:`mimicdata.episodes.EpisodeRecorder`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+SAVE_SWITCH_INTERVAL_S = 0.0002  # GIL hand-over interval while a background save runs (Python's default: 5 ms)
 
 
 class SizedBuffer(Protocol):
@@ -204,7 +209,10 @@ class AsyncEpisodeSaver:
                 return
             with self._lock:
                 self._current, self._current_started = task, time.perf_counter()
-            result = self._save(task)
+            # The control loop must get the GIL back within a fraction of a millisecond while this
+            # thread runs numpy/zarr code: a shorter switch interval for the duration of the save.
+            with _short_switch_interval():
+                result = self._save(task)
             with self._idle:
                 self._current = None
                 self._pending -= 1
@@ -230,6 +238,27 @@ class AsyncEpisodeSaver:
             return EpisodeSaveResult(task.episode_index, False, None, f"{type(exc).__name__}: {exc}",
                                      time.perf_counter() - start, frames, episode_buffer=task.buffer)
         return EpisodeSaveResult(task.episode_index, True, int(stored), None, time.perf_counter() - start, frames)
+
+
+_switch_lock = threading.Lock()
+_switch_state = {"active": 0, "previous": 0.005}
+
+
+@contextlib.contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """Lower the GIL switch interval while any saver is saving; the last one to finish restores it."""
+    with _switch_lock:
+        if _switch_state["active"] == 0:
+            _switch_state["previous"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_state["previous"], SAVE_SWITCH_INTERVAL_S))
+        _switch_state["active"] += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_state["active"] -= 1
+            if _switch_state["active"] == 0:
+                sys.setswitchinterval(_switch_state["previous"])
 
 
 def _drain_at_exit(saver: AsyncEpisodeSaver) -> None:

@@ -87,13 +87,15 @@ class ImageStats:
         if arr.dtype != np.uint8 or arr.ndim != 4:
             raise ValueError(f"image statistics need uint8 (frames, H, W, C), got {arr.dtype} {arr.shape}")
         channels = arr.shape[-1]
-        hist = np.zeros((channels, 256), np.int64)
-        step = max(1, _SLICE_BYTES // max(1, arr[0].nbytes))
-        for begin in range(0, len(arr), step):
-            part = arr[begin:begin + step]
-            for c in range(channels):  # bincount of uint8 values: fastest exact histogram numpy has
-                hist[c] += np.bincount(part[..., c].ravel(), minlength=256)
-        return cls(hist)
+        flat = np.zeros(channels * 256, np.int64)
+        # one bincount over all channels: value + 256 * channel (faster than a strided pass per channel)
+        offsets = (np.arange(channels, dtype=np.uint16) * 256)
+        rows = max(1, _SLICE_BYTES // max(1, channels * arr.shape[-2]))
+        pixels = arr.reshape(-1, arr.shape[-2], channels)
+        for begin in range(0, len(pixels), rows):
+            part = pixels[begin:begin + rows]
+            flat += np.bincount((part + offsets).ravel(), minlength=channels * 256)
+        return cls(flat.reshape(channels, 256))
 
     def merge(self, other: ImageStats) -> ImageStats:
         return ImageStats(self.hist + other.hist)

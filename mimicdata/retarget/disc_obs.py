@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mimicdata.errors import CorruptStoreError
+from mimicdata.errors import CorruptStoreError, ValidationError
 from mimicdata.motion.rotations import quat_to_mat
+
+if TYPE_CHECKING:
+    from mimicdata.dataset import WindowDataset
 
 PREFIX = "disc_obs."
 ATTRS_KEY = "disc_obs"
@@ -162,3 +167,30 @@ def disc_obs(store: Any, spec: DiscObsSpec | None = None) -> DiscObs:
     store.update_attrs({ATTRS_KEY: entries})
     status = "extended" if cached_rows else "miss"
     return DiscObs(obs=store[name].read("obs"), status=status, stream=name)
+
+
+def disc_obs_dataset(url: str | Path, spec: DiscObsSpec | None = None, *, window: int | None = None,
+                     offsets: Sequence[int] | None = None, build: bool = True,
+                     storage_options: dict[str, Any] | None = None) -> WindowDataset:
+    """The cached discriminator observations as a :class:`~mimicdata.WindowDataset` (AMP's expert side).
+
+    Windows never cross a clip: the cache stream takes the clips of ``frames``. A missing or stale cache
+    is computed first (the store is opened for append) unless ``build=False``, which raises instead.
+
+    >>> ds = disc_obs_dataset("expert.zarr", DiscObsSpec(history=2))                  # doctest: +SKIP
+    >>> for batch in md.batches(ds, 4096, epochs=None): expert_obs = batch["obs"][:, 0]  # doctest: +SKIP
+    """
+    import mimicdata as md
+
+    spec = spec or DiscObsSpec()
+    name = spec.stream_name
+    with md.open(url, storage_options=storage_options) as store:
+        current = name in store.streams and store[name].num_rows == store["frames"].num_rows
+    if not current:
+        if not build:
+            raise ValidationError(f"{url}: no up-to-date discriminator-observation cache {name}; build it with "
+                                  f"disc_obs(md.open(url, 'a'), spec) or pass build=True")
+        with md.open(url, "a", storage_options=storage_options) as store:
+            disc_obs(store, spec)
+    return md.WindowDataset(url, fields=["obs"], stream=name, window=window, offsets=offsets,
+                            segments_from="frames", storage_options=storage_options)
