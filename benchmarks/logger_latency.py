@@ -16,6 +16,9 @@ before the timed loop so both loggers see identical data and the loop does nothi
 A third variant, ``m-thread``, is mimicdata's logger with its writer in a *thread* of the logging
 process instead of a separate process (``StreamingLogger(writer="thread")``): same ring, same
 writer code, so the difference between ``mimicdata`` and ``m-thread`` is what the process buys.
+``m-slot`` is mimicdata's zero-copy path: ``with logger.slot(stream) as rec: rec[k] = v`` writes each
+value straight into the shared-memory ring slot (timed like ``log()``: one record per measurement).
+The time ``StreamingLogger(...)`` takes to start (store created, writer process up) is printed too.
 
 Loop modes: ``sleep`` (time.sleep to the next deadline, like a real control loop) and ``busy``
 (spin to the next deadline: the loop thread holds the GIL all the time, the worst case for a
@@ -117,12 +120,24 @@ class MimicLogger:
                  writer: str = "process", writer_cpus: set[int] | None = None) -> None:
         from mimicdata.logger import StreamingLogger
 
+        start = time.perf_counter()
         self.logger = StreamingLogger(out / "log.zarr", robot=robot, fps=rate, writer=writer,
                                       writer_cpus=writer_cpus)
+        self.startup_s = time.perf_counter() - start
         # Set-up before the loop, as a deploy script does: fix the streams' layouts, map their rings.
         self.logger.declare("observations", first[0])
         self.logger.declare("actions", first[1])
         self.log = self.logger.log
+        slot = self.logger.slot
+
+        def log_in_slot(stream: str, record: dict[str, Any]) -> None:
+            """The zero-copy path: values written straight into the ring slot (here copied from the
+            pre-simulated record, as a controller would write its own arrays)."""
+            with slot(stream) as rec:
+                for key, value in record.items():
+                    rec[key] = value
+
+        self.log_in_slot = log_in_slot
         self.thread = writer == "thread"
         self.cpu_start = self.logger.status.writer_cpu_s  # the writer's start-up (imports) is not the loop's
 
@@ -161,7 +176,8 @@ def run_case(kind: str, records: list[tuple[dict[str, Any], dict[str, Any]]], ra
     else:
         logger = MimicLogger(out, robot, rate, records[0], writer="thread" if kind == "m-thread" else "process",
                              writer_cpus=writer_cpus)
-    log = logger.log
+    log = logger.log_in_slot if kind == "m-slot" else logger.log
+    startup_s = getattr(logger, "startup_s", float("nan"))
     n = len(records)
     lat = np.empty(2 * n, np.int64)
     late = 0
@@ -205,7 +221,7 @@ def run_case(kind: str, records: list[tuple[dict[str, Any], dict[str, Any]]], ra
     return {"logger": kind, "rate": rate, "mode": mode, "steps": n, "p50": p50, "p99": p99, "p999": p999,
             "max": float(us.max()), "dropped": int(result["dropped"]), "late_steps": late,
             "writer_cpu_pct": 100.0 * result["writer_cpu_s"] / wall, "close_s": close_s,
-            "bytes_per_step": disk_bytes(out) / n}
+            "bytes_per_step": disk_bytes(out) / n, "startup_s": startup_s}
 
 
 def verify_mimic(out: Path, records: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
@@ -238,7 +254,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 5.0 if args.quick else args.seconds
     rates = [float(r) for r in args.rates.split(",")]
-    kinds = ("seed", "mimicdata") if args.no_thread else ("seed", "mimicdata", "m-thread")
+    kinds = ("seed", "mimicdata", "m-slot") if args.no_thread else ("seed", "mimicdata", "m-slot", "m-thread")
     writer_cpus = None
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -273,11 +289,16 @@ def main() -> None:
                     print(f"{rate:>5g} {mode:>5} {kind:>9} {r['p50']:7.1f} {r['p99']:7.1f} {r['p999']:7.1f} "
                           f"{r['max']:8.1f} {r['dropped']:6d} {r['late_steps']:5d} {r['writer_cpu_pct']:6.1f} "
                           f"{r['bytes_per_step']:7.0f} {r['x_raw']:5.2f}")
-                s, m = pair["seed"], pair["mimicdata"]
-                print(f"{'':>5} {mode:>5} {'ratio m/s':>9} {m['p50'] / s['p50']:7.2f} {m['p99'] / s['p99']:7.2f} "
-                      f"{m['p999'] / s['p999']:7.2f} {m['max'] / s['max']:8.2f} {'':>6} {'':>5} "
-                      f"{m['writer_cpu_pct'] / max(s['writer_cpu_pct'], 1e-9):6.2f} "
-                      f"{m['bytes_per_step'] / s['bytes_per_step']:7.2f}")
+                s = pair["seed"]
+                for kind, label in (("mimicdata", "ratio m/s"), ("m-slot", "slot/seed")):
+                    m = pair[kind]
+                    print(f"{'':>5} {mode:>5} {label:>9} {m['p50'] / s['p50']:7.2f} {m['p99'] / s['p99']:7.2f} "
+                          f"{m['p999'] / s['p999']:7.2f} {m['max'] / s['max']:8.2f} {'':>6} {'':>5} "
+                          f"{m['writer_cpu_pct'] / max(s['writer_cpu_pct'], 1e-9):6.2f} "
+                          f"{m['bytes_per_step'] / s['bytes_per_step']:7.2f}")
+                starts = [r["startup_s"] for r in pair.values() if r["startup_s"] == r["startup_s"]]
+                print(f"{'':>5} {mode:>5} StreamingLogger(...) start-up: "
+                      + ", ".join(f"{1e3 * x:.0f} ms" for x in starts))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

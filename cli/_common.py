@@ -12,7 +12,7 @@ from mimicdata.errors import MimicDataError
 
 # optional packages -> the extra of pyproject.toml that installs them
 EXTRAS = {"mujoco": "sim", "matplotlib": "sim", "av": "sim", "torch": "train", "jax": "train", "optax": "train",
-          "s3fs": "s3"}
+          "s3fs": "s3", "tensorboardX": "train", "tqdm": "train", "onnx": "onnx", "onnxruntime": "onnx"}
 
 
 @contextmanager

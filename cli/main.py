@@ -75,7 +75,7 @@ def query(path: StorePath,
     """Run SQL over a store, e.g. `mimicdata query log.zarr "select count(*) from observations"`."""
     import polars as pl
 
-    from mimicdata.arrow import sql as run_sql
+    from mimicdata.query import sql as run_sql
 
     with fail_on_error():
         try:

@@ -136,5 +136,7 @@ def gains(
                    f"{cfg.velocity_limit[i]:>7.1f}{cfg.action_scale[i]:>8.4f}")
 
 
+app.add_typer(__import__("mimicdata_cli.train_cmg", fromlist=["app"]).app, name="cmg")
+
 if __name__ == "__main__":
     app()

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
+from typing import TYPE_CHECKING, Any
 
+from mimicdata._version import __version__
 from mimicdata.batching import Batches, batches
 from mimicdata.dataset import WindowDataset
 from mimicdata.errors import (
@@ -29,12 +31,17 @@ from mimicdata.schema import Robot, Schema, load_robot, load_schema, robot_names
 from mimicdata.store import Store, create, open
 from mimicdata.stream import Stream
 
+if TYPE_CHECKING:
+    import polars as pl
 
-def scan(url: str, stream: str | None = None, **kwargs: object) -> object:
-    """A ``polars.LazyFrame`` over one stream of a store, read chunk by chunk (see :mod:`mimicdata.arrow`)."""
-    from mimicdata.arrow import scan as _scan
 
-    return _scan(url, stream, **kwargs)  # type: ignore[arg-type]
+def scan(url: str | os.PathLike[str], stream: str | None = None, *, row_index: bool = False,
+         storage_options: dict[str, Any] | None = None) -> pl.LazyFrame:
+    """A ``polars.LazyFrame`` over one stream of a store, read batch by batch, with projection and
+    time-range pushdown (see :mod:`mimicdata.query`). Polars is imported only when this is called."""
+    from mimicdata.query import scan as _scan
+
+    return _scan(os.fspath(url), stream, row_index=row_index, storage_options=storage_options)
 
 
 __all__ = [

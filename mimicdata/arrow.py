@@ -1,29 +1,25 @@
-"""Arrow and Polars views of a stream.
+"""Arrow view of a stream: pure Stream -> Arrow conversion (the URL-level ``scan``/``sql`` are in
+:mod:`mimicdata.query`).
 
 - scalars -> primitive columns; vectors -> ``fixed_size_list``; (n, m) fields -> nested fixed-size lists;
 - ``unix_ns`` time fields -> ``timestamp[ns, UTC]``; string fields -> ``dictionary<int32, string>``.
 Decoded numpy buffers are wrapped, not copied, wherever Arrow's layout equals numpy's (C-contiguous
 fixed-width values without nulls).
-
-:func:`scan` gives a ``polars.LazyFrame`` fed chunk by chunk through Polars' IO-plugin interface, with
-projection pushdown (only the asked-for fields are read) and early stop for ``head``/``limit``, so a
-query over a store larger than memory streams.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from mimicdata.stream import Stream
 
 ROW_INDEX = "row"
+BATCH_BYTES = 32 << 20  # raw bytes per record batch: big enough to decode many chunks at once, bounded
 
 
 def _arrow_type(stream: Stream, name: str) -> pa.DataType:
@@ -75,66 +71,22 @@ def stream_to_arrow(stream: Stream, fields: list[str] | None = None, start: int 
 
 
 def iter_batches(stream: Stream, fields: list[str] | None = None, batch_rows: int | None = None,
-                 *, row_index: bool = False) -> Iterator[pa.RecordBatch]:
-    """Record batches of about one chunk each, so memory stays bounded by the chunk size."""
+                 *, row_index: bool = False, start: int = 0, stop: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches over rows ``[start, stop)``, each a whole number of chunks of about BATCH_BYTES
+    (decoded concurrently), so memory stays bounded whatever the stream's length."""
     names = fields or stream.fields
-    n = stream.num_rows
+    stop = stream.num_rows if stop is None else min(int(stop), stream.num_rows)
     if batch_rows is None:
-        batch_rows = min((stream.array(f).chunks[0] for f in names), default=4096) if names else 4096
-        batch_rows = max(int(batch_rows), 1024)
+        chunk = max((stream.array(f).chunks[0] for f in names), default=4096) if names else 4096
+        row_bytes = sum(int(np.prod(stream.array(f).shape[1:], dtype=np.int64)) * stream.array(f).dtype.itemsize
+                        for f in names) or 8
+        batch_rows = max(1, BATCH_BYTES // row_bytes // chunk) * chunk
     schema = arrow_schema(stream, names, row_index=row_index)
-    for start in range(0, n, batch_rows):
-        stop = min(n, start + batch_rows)
-        cols = [pa.array(np.arange(start, stop, dtype=np.int64))] if row_index else []
-        cols += [column_to_arrow(stream, f, stream.read(f, start, stop, decode=False)) for f in names]
+    lo = max(0, int(start))
+    while lo < stop:
+        hi = min(stop, (lo // batch_rows + 1) * batch_rows)  # batches end on multiples of batch_rows (chunks)
+        cols = [pa.array(np.arange(lo, hi, dtype=np.int64))] if row_index else []
+        values = stream.read_columns(names, lo, hi)
+        cols += [column_to_arrow(stream, f, values[f]) for f in names]
         yield pa.RecordBatch.from_arrays(cols, schema=schema)
-
-
-def scan(url: str, stream: str | None = None, *, row_index: bool = False,
-         storage_options: dict[str, Any] | None = None) -> pl.LazyFrame:
-    """A lazy Polars frame over one stream of a store (the only stream if ``stream`` is None)."""
-    import polars as pl
-    from polars.io.plugins import register_io_source
-
-    from mimicdata.store import open as open_store
-
-    store = open_store(url, "r", storage_options=storage_options)
-    if stream is None:
-        if len(store.streams) != 1:
-            raise ValueError(f"{url} has streams {list(store.streams)}; name one with stream=...")
-        stream = next(iter(store.streams))
-    target = store[stream]
-    full = arrow_schema(target, row_index=row_index)
-    schema = pl.from_arrow(full.empty_table()).schema  # type: ignore[union-attr]
-
-    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
-               batch_size: int | None) -> Iterator[pl.DataFrame]:
-        wanted = [c for c in (with_columns or list(schema)) if c != ROW_INDEX] or target.fields[:1]
-        want_index = row_index and (with_columns is None or ROW_INDEX in with_columns)
-        remaining = n_rows
-        for batch in iter_batches(target, wanted, batch_size, row_index=want_index):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            if with_columns is not None:
-                frame = frame.select(with_columns)
-            if predicate is not None:
-                frame = frame.filter(predicate)
-            if remaining is not None:
-                frame = frame.head(remaining)
-                remaining -= frame.height
-            yield frame
-            if remaining is not None and remaining <= 0:
-                return
-
-    return register_io_source(source, schema=schema, explain_name=f"mimicdata:{stream}")
-
-
-def sql(url: str, query: str, *, storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Run a Polars SQL query; every stream of the store is a table named after it."""
-    import polars as pl
-
-    from mimicdata.store import open as open_store
-
-    store = open_store(url, "r", storage_options=storage_options)
-    frames = {name: scan(url, name, storage_options=storage_options) for name in store.streams}
-    return pl.SQLContext(frames=frames, eager=False).execute(query).collect()
+        lo = hi

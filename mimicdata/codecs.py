@@ -39,8 +39,9 @@ def codecs_for(preset: str, dtype: np.dtype, ndim: int, *, lossy: bool = False) 
 
     ``default``: (rows, ...) arrays are transposed to time-major order, byte-shuffled (bit-shuffled
     for integers and mantissa-rounded floats, whose zero low bits then line up) and compressed with
-    zstd at blosc level 7 — on real joint data 0.75x raw losslessly, where row-major is 0.84x
-    (benchmarks/compression.py). Levels 8-9 gain ~3% at a quarter of the speed.
+    zstd at blosc level 3. Chosen by measurement on real mocap (bvhtools, benchmarks/store_throughput.py
+    level sweep): level 3 stores 0.780x raw losslessly at ~8-10x the encode speed of level 7 (0.766x);
+    level 1 is ~2x faster again but 4-5 % larger. ``fast`` uses level 1.
     """
     itemsize = int(np.dtype(dtype).itemsize)
     if preset == "image":
@@ -57,7 +58,7 @@ def codecs_for(preset: str, dtype: np.dtype, ndim: int, *, lossy: bool = False) 
         filters = (TransposeCodec(order=(*range(1, ndim), 0)),)
     is_float = np.dtype(dtype).kind == "f"
     shuffle = "noshuffle" if itemsize == 1 else ("shuffle" if is_float and not lossy else "bitshuffle")
-    level = 7 if preset == "default" else 3
+    level = 3 if preset == "default" else 1
     return {"filters": filters, "serializer": BytesCodec(),
             "compressors": (BloscCodec(cname="zstd", clevel=level, shuffle=shuffle, typesize=itemsize),)}
 

@@ -28,7 +28,6 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import _get_loop, sync
 from zarr.storage import LocalStore
 
-from mimicdata.chunkwrite import chunk_key
 from mimicdata.errors import CorruptStoreError
 
 Transform = Callable[[np.ndarray], np.ndarray] | None
@@ -37,6 +36,11 @@ GROUP = 64  # chunks fetched per round trip: bounds memory held as compressed by
 
 _POOL: list[Any] = [None, -1]  # (executor, pid): threads do not survive fork, so one pool per process
 _POOL_GUARD = threading.Lock()
+
+
+def chunk_key(array: Any, chunk_row: int) -> str:
+    """Store key of the chunk holding rows ``chunk_row * chunk_rows ...`` (default v3 key encoding)."""
+    return f"{array.path}/c/" + "/".join([str(chunk_row)] + ["0"] * (len(array.shape) - 1))
 
 
 def decode_pool() -> ThreadPoolExecutor:

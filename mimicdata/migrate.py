@@ -1,4 +1,5 @@
-"""Schema migrations: old stores are read through a view, or rewritten when opened for append.
+"""Schema migrations: planning. Old stores are read through the plan's view (aliases), or rewritten by
+:meth:`mimicdata.stream.Stream.apply_migration` when opened for append.
 
 A newer schema document lists, under ``migrate_from``, the operations that turn the previous
 version's fields into its own:
@@ -14,15 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mimicdata.errors import SchemaError
 from mimicdata.schema import Schema, StreamSpec, load_schema, parse_version, schema_versions
-
-if TYPE_CHECKING:
-    from mimicdata.stream import Stream
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -74,34 +72,3 @@ def plan_migration(schema: str, version: str, target: Schema, meta: dict[str, An
 def _previous(schema: str, version: str) -> str:
     versions = schema_versions(schema)
     return versions[versions.index(version) - 1]
-
-
-def apply_migration_on_disk(stream: Stream, plan: MigrationPlan) -> None:
-    """Rewrite migrated fields under their new names, then commit the new version, then delete the old
-    arrays. A crash before the commit leaves the old version intact (the migration simply runs again)."""
-    rows = stream.committed_rows
-    new_present = list(plan.fields_present)
-    for vis, (phys, transform) in plan.aliases.items():
-        values = stream._read_physical(phys, 0, rows)
-        if transform is not None:
-            values = transform(values)
-        spec = plan.spec.fields[vis]
-        array = stream._create_array(vis, spec, values.shape[1:])
-        if rows:
-            array.resize((rows, *values.shape[1:]))
-            array[0:rows] = values
-        new_present[new_present.index(phys)] = vis
-    stale = [phys for phys, _ in plan.aliases.values()]
-    meta = dict(stream.meta, version=plan.target.version, spec=plan.spec.to_doc(), fields_present=new_present,
-                migrated_from=plan.source_version)
-    stream.spec = plan.spec
-    stream._commit(meta)
-    for phys in stale:
-        if phys not in new_present:
-            del stream.group[phys]
-            stream._arrays.pop(phys, None)
-    root_meta = dict(stream.store.meta)
-    root_meta["schemas"] = [dict(s, version=plan.target.version) if s.get("name") == plan.target.name else s
-                            for s in root_meta.get("schemas", [])]
-    stream.store.root.update_attributes({"mimicdata": root_meta})
-    stream.store.meta = root_meta

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from mimicdata import __version__
+from mimicdata._version import __version__
 from mimicdata.errors import (
     CorruptStoreError,
     ReadOnlyError,
@@ -34,7 +34,7 @@ from mimicdata.errors import (
     ValidationError,
     storage_error,
 )
-from mimicdata.migrate import apply_migration_on_disk, plan_migration
+from mimicdata.migrate import plan_migration
 from mimicdata.schema import (
     ROBOT_DIMS,
     FieldSpec,
@@ -457,7 +457,7 @@ def _open_stream(store: Store, name: str) -> Stream:
         elif parse_version(version) < current.version_tuple:
             plan = plan_migration(meta["schema"], version, current, meta, name)
             if store.mode == "a":
-                apply_migration_on_disk(stream, plan)
+                stream.apply_migration(plan)
             else:
                 stream.spec, stream.aliases = plan.spec, plan.aliases
                 stream.meta = dict(meta, version=current.version, fields_present=plan.fields_present)

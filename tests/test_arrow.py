@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 import mimicdata as md
-from mimicdata.arrow import iter_batches, sql
+from mimicdata.arrow import iter_batches
+from mimicdata.query import sql
 from tests.helpers import act_batch, episode_frames, obs_batch
 
 

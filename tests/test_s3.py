@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mimicdata as md
-from mimicdata.arrow import sql
+from mimicdata.query import sql
 from tests.helpers import obs_batch
 
 pytest.importorskip("s3fs")

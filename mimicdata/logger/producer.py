@@ -58,6 +58,12 @@ class Producer:
         self.next_seq = 0
         self.dropped = 0
         self.closed = False
+        # for loaned slots: the ring's field views, a scratch slot for drops, zeros to clear a slot
+        self.views = {f.name: ring.field(f.name) for f in layout.fields}
+        self.scratch = {f.name: np.zeros((1, *f.shape), f.np_dtype) for f in layout.fields}
+        self.zero_slot = bytes(self.slot_bytes)
+        self.slot_fields = {name: (offset, nbytes, dtype, shape)
+                            for name, offset, nbytes, shape, dtype, *_ in self.items}
 
     @staticmethod
     def _scalar_writer(ring: Ring, dtype: np.dtype, offset: int) -> tuple[memoryview, int, int] | None:
@@ -132,6 +138,29 @@ class Producer:
             self.header[H_WRITE] = w + 1  # publish last
         return True
 
+    def loan(self) -> SlotLoan:
+        """A context manager lending the next ring slot itself (see :meth:`StreamingLogger.slot`)."""
+        return SlotLoan(self)
+
+    def _publish(self, w: int, slot: int) -> None:
+        """Make slot ``slot`` (write index ``w``) visible to the writer; the lock is held."""
+        for block in self.checks:
+            row = block[slot]
+            if not _isfinite(row.dot(row)):
+                self._check_finite(slot)
+        if self.odd_checks:
+            self._check_finite(slot)
+        seq = self.next_seq
+        word = (HEADER_BYTES + slot * self.slot_bytes) >> 3
+        header = self.header
+        header[word] = seq
+        header[word + 1] = _time_ns()
+        header[word + 2] = _monotonic_ns()
+        self.next_seq = seq + 1
+        header[H_NEXT_SEQ] = seq + 1
+        self.write_index = w + 1
+        header[H_WRITE] = w + 1  # publish last
+
     # ------------------------------------------------------------------------------- slow paths
     def _wait_for_space(self, w: int) -> bool:
         if not self.block:
@@ -183,3 +212,80 @@ class Producer:
                 where = f" at index {tuple(int(i) for i in np.argwhere(bad)[0])}" if values.ndim else ""
                 raise ValidationError(f"{self.stream}.{f.name} (record {self.next_seq}): NaN/Inf{where}; "
                                       f"the field does not allow non-finite values")
+
+
+class SlotRecord:
+    """One ring slot lent to the caller: ``rec["joint_pos"]`` is a numpy view into shared memory
+    (write it in place: ``rec["joint_pos"][:] = q``), ``rec["counter_step"] = 7`` stores a value (an
+    array of the field's exact dtype and shape as one raw byte copy, like ``log()``)."""
+
+    __slots__ = ("_base", "_fields", "_mm", "_views", "slot")
+
+    def __init__(self, views: dict[str, np.ndarray], slot: int, mm: Any = None, base: int = 0,
+                 fields: dict[str, tuple[int, int, np.dtype, tuple[int, ...]]] | None = None) -> None:
+        self._views = views
+        self.slot = slot
+        self._mm, self._base, self._fields = mm, base, fields
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        view = self._views[name]
+        return view[self.slot] if view.ndim > 1 else view[self.slot:self.slot + 1].reshape(())
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if self._mm is not None and value.__class__ is _ndarray:
+            offset, nbytes, dtype, shape = self._fields[name]  # type: ignore[index]
+            if value.dtype is dtype and value.shape == shape:
+                try:
+                    start = self._base + offset
+                    self._mm[start:start + nbytes] = value
+                    return
+                except (BufferError, ValueError, TypeError):
+                    pass  # not C-contiguous: numpy copies it below
+        self._views[name][self.slot] = value
+
+    def keys(self) -> list[str]:
+        return list(self._views)
+
+
+class SlotLoan:
+    """``with producer.loan() as rec``: the slot is zeroed on entry, checked (NaN/Inf) and published on
+    a clean exit, abandoned when the body raises. With the ring full (drop mode) the body writes into a
+    scratch slot that is then discarded and counted as dropped. The stream's lock is held meanwhile."""
+
+    __slots__ = ("dropped", "p", "slot", "w")
+
+    def __init__(self, producer: Producer) -> None:
+        self.p = producer
+
+    def __enter__(self) -> SlotRecord:
+        p = self.p
+        p.lock.acquire()
+        try:
+            w = p.write_index
+            self.dropped = p.closed
+            if not p.closed and w - p.read_cache >= p.capacity:
+                p.read_cache = p.header[H_READ]
+                self.dropped = w - p.read_cache >= p.capacity and not p._wait_for_space(w)
+            if self.dropped:
+                return SlotRecord(p.scratch, 0)
+            self.w, self.slot = w, w & p.mask
+            base = HEADER_BYTES + self.slot * p.slot_bytes
+            p.mm[base:base + p.slot_bytes] = p.zero_slot  # no stale values of an older record
+            return SlotRecord(p.views, self.slot, p.mm, base, p.slot_fields)
+        except BaseException:
+            p.lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        p = self.p
+        try:
+            if self.dropped:
+                if not p.closed:
+                    p.next_seq += 1  # the gap in sequence numbers is how the writer sees the drop
+                    p.header[H_NEXT_SEQ] = p.next_seq
+                    p.dropped += 1
+                    p.header[H_DROPPED] = p.dropped
+            elif exc_type is None:
+                p._publish(self.w, self.slot)
+        finally:
+            p.lock.release()

@@ -129,7 +129,7 @@ class LogData:
 
     def scan(self, name: str) -> Any:
         """A lazy ``polars.LazyFrame`` over the stream (reads chunk by chunk)."""
-        from mimicdata.arrow import scan
+        from mimicdata.query import scan
 
         return scan(self.path, name)
 

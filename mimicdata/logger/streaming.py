@@ -49,7 +49,7 @@ from typing import Any
 import mimicdata
 from mimicdata.errors import MimicDataError, StoreExistsError
 from mimicdata.logger.layout import SCHEMA_STREAMS, custom_layout, schema_layout
-from mimicdata.logger.producer import Producer
+from mimicdata.logger.producer import Producer, SlotLoan
 from mimicdata.logger.ring import (
     C_CPU_NS,
     C_ERRORS,
@@ -311,6 +311,25 @@ class StreamingLogger:
             self._failed_drops[stream] = self._failed_drops.get(stream, 0) + 1
             return False
         return producer.put(record)
+
+    def slot(self, stream: str) -> SlotLoan:
+        """Lend the stream's next ring slot for zero-copy logging from a control loop::
+
+            with logger.slot("observations") as rec:
+                rec["joint_pos"][:] = q          # written straight into shared memory
+                rec["counter_step"] = step
+
+        The stream must be declared (:meth:`declare`, or a first :meth:`log`). The slot starts zeroed,
+        so every field should be written; on leaving the block the record is checked (NaN/Inf) and
+        published, and a block that raises publishes nothing. With the queue full the block writes into
+        a scratch record that is dropped and counted, as ``log()`` would. Holds the stream's lock for
+        the block: keep it short, and do not call ``log()`` for the same stream inside it.
+        """
+        producer = self._producers.get(stream)
+        if producer is None:
+            raise ValueError(f"stream {stream!r} is not declared; call declare({stream!r}, example) or log() "
+                             f"one record first")
+        return producer.loan()
 
     # ----------------------------------------------------------------------------------- status
     @property
