@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -31,17 +32,25 @@ def convert(
     the last valid record, the stopping point is reported, and the exit code is 1.
     """
     from mimicdata.convert import converter, detect_format
+    from mimicdata.errors import StorageWriteError
 
+    fresh = overwrite or "://" in dst or not Path(dst).exists()
     with fail_on_error():
-        if to_format:
-            module = converter(to_format)
-            extra = {"video": video} if to_format == "lerobot" else {}
-            report = module.export(src, Path(dst), repo_id=repo_id, overwrite=overwrite, **extra)
-        else:
-            name = from_format or detect_format(src)
-            module = converter(name)
-            kwargs = {"allow_pickle": allow_pickle} if name == "seedlog" else {}
-            report = module.convert(src, dst, overwrite=overwrite, **kwargs)
+        try:
+            if to_format:
+                module = converter(to_format)
+                extra = {"video": video} if to_format == "lerobot" else {}
+                report = module.export(src, Path(dst), repo_id=repo_id, overwrite=overwrite, **extra)
+            else:
+                name = from_format or detect_format(src)
+                module = converter(name)
+                kwargs = {"allow_pickle": allow_pickle} if name == "seedlog" else {}
+                report = module.convert(src, dst, overwrite=overwrite, **kwargs)
+        except StorageWriteError as exc:  # disk full mid-way: a partial output must not pass for a whole one
+            if not (fresh and "://" not in dst and Path(dst).exists()):
+                raise
+            shutil.rmtree(dst, ignore_errors=True)
+            raise type(exc)(f"{exc}; the partial output {dst} was removed") from None
     for stream, rows in report.rows.items():
         typer.echo(f"{stream}: {rows} rows")
     for topic, why in report.details.get("skipped", {}).items():  # mcap: topics that are not streams

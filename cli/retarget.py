@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -102,13 +104,22 @@ def render(
     out: Annotated[Path, typer.Option("--out", "-o", help="Video (.mp4, .gif) or filmstrip (.png).")] = Path(
         "clip.mp4"),
     clip: Annotated[int, typer.Option(help="Clip number (see `mimicdata inspect`).")] = 0,
+    start: Annotated[int, typer.Option(help="First frame of the clip to render.")] = 0,
+    end: Annotated[int | None, typer.Option(help="Render up to this frame of the clip (excluded; "
+                                                 "default: its end).")] = None,
+    stride: Annotated[int, typer.Option(help="Render every n-th frame (the video keeps real time).")] = 1,
     width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 640,
     height: Annotated[int, typer.Option(help="Frame height in pixels.")] = 480,
     filmstrip: Annotated[bool, typer.Option("--filmstrip", help="Draw a PNG filmstrip without OpenGL.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Render one clip with MuJoCo offscreen (EGL/OSMesa) so you can see the retargeted motion; where no
-    OpenGL context can be had, a PNG filmstrip of stick figures is written instead (and said so)."""
-    from mimicdata.render import render_clip
+    OpenGL context can be had, a PNG filmstrip of stick figures is written instead (and said so).
+
+    Software rendering is slow (a few frames/s): progress is shown on stderr, there is no time limit
+    (Ctrl-C stops), and --start/--end/--stride render part of a long clip.
+    """
+    from mimicdata.render import FrameRange, render_clip
 
     suffix = out.suffix.lower()
     if suffix not in (".mp4", ".gif", ".png"):
@@ -116,15 +127,33 @@ def render(
         raise typer.Exit(2)
     filmstrip = filmstrip or suffix == ".png"
     with fail_on_error():
-        try:
-            result = render_clip(store, clip, out, width=width, height=height,
-                                 backend="filmstrip" if filmstrip else "auto")
-        except IndexError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = render_clip(store, clip, out, width=width, height=height,
+                             backend="filmstrip" if filmstrip else "auto",
+                             frames=FrameRange(start, end, stride),
+                             progress=None if quiet else _render_progress(f"clip {clip}"))
     if result.reason and not filmstrip:
         typer.echo(f"note: {result.reason}; wrote a filmstrip instead", err=True)
     typer.echo(f"wrote {result.path} ({result.kind}, {result.frames} frames)")
+
+
+def _render_progress(label: str, every_s: float = 5.0) -> Callable[[int, int], None]:
+    """A progress callback printing one line to stderr at most every ``every_s`` seconds, and the last."""
+    first: list[tuple[float, int]] = []  # time and count of the first frame: the rate leaves start-up out
+    shown = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if not first:
+            first.append((now, done))
+        elif now - shown[0] < every_s and done < total:
+            return
+        shown[0] = now
+        t0, d0 = first[0]
+        rate = (done - d0) / (now - t0) if now > t0 else 0.0
+        left = f", ~{(total - done) / rate:.0f} s left" if done < total and rate > 0 else ""
+        typer.echo(f"rendering {label}: frame {done}/{total} ({100 * done / total:.0f}%, {rate:.1f} frames/s"
+                   f"{left})", err=True)
+    return show
 
 
 def register(app: typer.Typer) -> None:

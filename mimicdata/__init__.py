@@ -20,6 +20,8 @@ from mimicdata.errors import (
     ReadOnlyError,
     SchemaError,
     SchemaVersionError,
+    StorageFullError,
+    StorageWriteError,
     StoreExistsError,
     StoreLockedError,
     StoreNotFoundError,
@@ -49,3 +51,4 @@ __all__ = [
     "schema_names",
 ]
 __all__ += ["Batches", "WindowDataset", "batches"]  # the training data path (mimicdata.dataset, .batching)
+__all__ += ["StorageFullError", "StorageWriteError"]

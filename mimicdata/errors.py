@@ -55,3 +55,35 @@ class StateError(MimicDataError, ValueError):
 
 class OutOfRangeError(MimicDataError, IndexError):
     """An index outside a buffer, tree or clip."""
+
+
+class StorageWriteError(MimicDataError, OSError):
+    """The storage refused a write (I/O error); rows committed before it stay readable."""
+
+
+class StorageFullError(StorageWriteError):
+    """The disk or quota is full; rows committed before it stay readable."""
+
+
+_READ_ONLY_ERRNOS = frozenset({13, 1, 30})  # EACCES, EPERM, EROFS
+_FULL_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT
+
+
+def storage_error(exc: OSError, what: str) -> MimicDataError:
+    """The project's error for an ``OSError`` met while writing ``what`` (a mimicdata error passes through).
+
+    Read-only file systems and denied permissions become :class:`ReadOnlyError`, a full disk
+    :class:`StorageFullError`, anything else :class:`StorageWriteError`; the message names the OS reason.
+    """
+    if isinstance(exc, MimicDataError):
+        return exc
+    reason = exc.strerror or str(exc)
+    error: MimicDataError
+    if exc.errno in _READ_ONLY_ERRNOS:
+        error = ReadOnlyError(f"{what}: {reason} (read-only location?)")
+    elif exc.errno in _FULL_ERRNOS:
+        error = StorageFullError(f"{what}: {reason}; what was committed before stays readable")
+    else:
+        error = StorageWriteError(f"{what}: {reason}")
+    error.errno = exc.errno  # type: ignore[attr-defined]  # callers may still test errno.ENOSPC
+    return error

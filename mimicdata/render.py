@@ -4,6 +4,11 @@ MuJoCo picks its OpenGL backend (``MUJOCO_GL``) once, when it is imported, so ea
 tried in a fresh subprocess (EGL, then OSMesa, unless ``MUJOCO_GL`` is set). If none gives a
 context, the clip is drawn as a stick-figure filmstrip with matplotlib (no GL needed) and the
 result says why.
+
+Long clips: software rendering (OSMesa) runs at a few frames per second, so a 6434-frame clip takes
+many minutes. The subprocess reports each frame (``progress``), has no time limit, streams frames
+into the encoder (memory stays flat), and writes to a temporary file renamed into place only when
+the video is whole. ``start``/``end``/``stride`` render part of a clip, or every n-th frame.
 """
 
 from __future__ import annotations
@@ -13,14 +18,44 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mimicdata.errors import MimicDataError
+
 GL_BACKENDS = ("egl", "osmesa")
 _NO_GL_EXIT = 3  # the subprocess's exit code when it cannot get an OpenGL context
+
+
+class RenderError(MimicDataError, RuntimeError):
+    """Rendering failed for a reason other than a missing OpenGL context (encoder, disk, crash)."""
+
+
+class ClipNotFoundError(MimicDataError, IndexError):
+    """The store has no clip of that number."""
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Frames ``start, start + stride, ...`` below ``end`` of a clip (``end=None``: to its end)."""
+
+    start: int = 0
+    end: int | None = None
+    stride: int = 1
+
+    def resolve(self, frames: int, where: str) -> tuple[int, int, int]:
+        """``(start, end, stride)`` checked against a clip of ``frames`` frames."""
+        end = frames if self.end is None else self.end
+        if self.stride < 1:
+            raise MimicDataError(f"{where}: stride must be >= 1, got {self.stride}")
+        if not 0 <= self.start < end <= frames:
+            raise MimicDataError(f"{where}: frame range {self.start}:{end} is not inside the clip's "
+                                 f"{frames} frames (0 <= start < end <= {frames})")
+        return self.start, end, self.stride
 
 
 @dataclass(frozen=True)
@@ -34,21 +69,24 @@ class RenderResult:
     reason: str = ""
 
 
-def load_clip(url: str | Path, clip: int) -> tuple[np.ndarray, np.ndarray, list[str], float, str]:
-    """(model qpos (T, nq of the full robot model), body_pos, body names, fps, robot) of one clip."""
+def load_clip(url: str | Path, clip: int, frames: FrameRange | None = None
+              ) -> tuple[np.ndarray, np.ndarray, list[str], float, str]:
+    """(model qpos (T, nq of the full robot model), body_pos, body names, fps, robot) of one clip, or of
+    the chosen frames of it (``fps`` is then the rate of the frames kept: ``fps / stride``)."""
     import mimicdata as md
     from mimicdata.motion.kinematics import load_robot_model
 
     with md.open(url) as store:
         clips = store["clips"]
         if not 0 <= clip < clips.num_rows:
-            raise IndexError(f"{url}: no clip {clip}; the store has {clips.num_rows} clip(s)")
+            raise ClipNotFoundError(f"{url}: no clip {clip}; the store has {clips.num_rows} clip(s)")
         start, end = int(clips.read("start")[clip]), int(clips.read("end")[clip])
-        frames = store["frames"]
-        qpos = frames.read("qpos", start, end).astype(np.float64)
-        body_pos = frames.read("body_pos", start, end).astype(np.float64)
+        first, last, stride = (frames or FrameRange()).resolve(end - start, f"{url} clip {clip}")
+        rows = store["frames"]
+        qpos = rows.read("qpos", start + first, start + last)[::stride].astype(np.float64)
+        body_pos = rows.read("body_pos", start + first, start + last)[::stride].astype(np.float64)
         robot = store.robot
-        fps = float(clips.read("fps")[clip])
+        fps = float(clips.read("fps")[clip]) / stride
     model = load_robot_model(robot.name)
     full = np.zeros((len(qpos), model.nq))
     full[:, :7] = qpos[:, :7]
@@ -58,21 +96,25 @@ def load_clip(url: str | Path, clip: int) -> tuple[np.ndarray, np.ndarray, list[
 
 
 def render_clip(url: str | Path, clip: int = 0, out: str | Path = "clip.mp4", *, width: int = 640,
-                height: int = 480, backend: str = "auto", filmstrip_frames: int = 8) -> RenderResult:
+                height: int = 480, backend: str = "auto", filmstrip_frames: int = 8,
+                frames: FrameRange | None = None,
+                progress: Callable[[int, int], None] | None = None) -> RenderResult:
     """Render clip `clip` of an expert_trajectory store to `out` (.mp4 or .gif), falling back to a
     PNG filmstrip (``out`` with suffix ``.png``) when no GL backend works.
 
     ``backend``: ``"auto"`` (MUJOCO_GL if set, else EGL then OSMesa), a MUJOCO_GL name, or
-    ``"filmstrip"`` to skip MuJoCo rendering.
+    ``"filmstrip"`` to skip MuJoCo rendering. ``frames`` picks a range / stride of the clip;
+    ``progress(done, total)`` is called as frames are rendered. There is no time limit: stop a
+    render with Ctrl-C. Raises :class:`RenderError` when the video cannot be written.
     """
     out = Path(out)
-    qpos, body_pos, body_names, fps, robot = load_clip(url, clip)
+    qpos, body_pos, body_names, fps, robot = load_clip(url, clip, frames)
     failures = []
     if backend != "filmstrip":
         candidates = [backend] if backend != "auto" else (
             [os.environ["MUJOCO_GL"]] if os.environ.get("MUJOCO_GL") else list(GL_BACKENDS))
         for gl in candidates:
-            error = _render_in_subprocess(qpos, robot, fps, out, width, height, gl)
+            error = _render_in_subprocess(qpos, robot, fps, out, width, height, gl, progress)
             if error is None:
                 return RenderResult(path=out, kind=out.suffix.lstrip(".").lower(), frames=len(qpos))
             failures.append(f"{gl}: {error}")
@@ -83,24 +125,41 @@ def render_clip(url: str | Path, clip: int = 0, out: str | Path = "clip.mp4", *,
 
 
 def _render_in_subprocess(qpos: np.ndarray, robot: str, fps: float, out: Path, width: int, height: int,
-                          gl: str) -> str | None:
-    """Run :func:`_render_video` with MUJOCO_GL=`gl` in a fresh interpreter; None on success."""
+                          gl: str, progress: Callable[[int, int], None] | None = None) -> str | None:
+    """Run :func:`_render_video` with MUJOCO_GL=`gl` in a fresh interpreter; None on success.
+
+    No timeout: the child prints one ``frame <done> <total>`` line per frame, which feeds ``progress``;
+    a long clip simply takes long. Its stderr goes to a file (read after it ends, so a chatty child
+    cannot fill a pipe and stall)."""
     with tempfile.TemporaryDirectory() as tmp:
         qfile = Path(tmp) / "qpos.npy"
         np.save(qfile, qpos)
         args = json.dumps({"qpos": str(qfile), "robot": robot, "fps": fps, "out": str(out.resolve()),
                            "width": width, "height": height})
         env = {**os.environ, "MUJOCO_GL": gl, "PYOPENGL_PLATFORM": gl if gl != "glfw" else ""}
-        proc = subprocess.run([sys.executable, "-c", "import sys, mimicdata.render as r; r._main(sys.argv[1])",
-                               args], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode == 0:
+        with open(Path(tmp) / "stderr.txt", "w+") as err:
+            proc = subprocess.Popen([sys.executable, "-c", "import sys, mimicdata.render as r; r._main(sys.argv[1])",
+                                     args], env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    parts = line.split()
+                    if progress is not None and len(parts) == 3 and parts[0] == "frame":
+                        progress(int(parts[1]), int(parts[2]))
+                code = proc.wait()
+            except BaseException:  # Ctrl-C or a failing callback: do not leave the renderer running
+                proc.kill()
+                proc.wait()
+                raise
+            err.seek(0)
+            lines = [line for line in err.read().strip().splitlines() if line.strip()]
+    if code == 0:
         return None
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit code {proc.returncode}"
-    if proc.returncode == _NO_GL_EXIT:
+    last = lines[-1] if lines else f"exit code {code}"
+    if code == _NO_GL_EXIT:
         return last
     # Anything else is a real error (bad store, encoder failure), not a missing GL: do not mask it.
-    raise RuntimeError(f"rendering with MUJOCO_GL={gl} failed: {last}")
+    raise RenderError(f"rendering {out} with MUJOCO_GL={gl} failed: {last}")
 
 
 def _main(args_json: str) -> None:
@@ -148,23 +207,39 @@ def _render_video(renderer: Any, model: Any, qpos: np.ndarray, fps: float, out: 
     camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
     camera.trackbodyid = 1
     camera.distance, camera.elevation, camera.azimuth = 3.0, -15.0, 135.0
-    frames = []
-    for q in qpos:
-        data.qpos[:] = q
-        mujoco.mj_kinematics(model, data)
-        mujoco.mj_comPos(model, data)  # the tracking camera follows the subtree centre of mass
-        renderer.update_scene(data, camera)
-        frames.append(renderer.render().copy())
+
+    def frames() -> Iterator[np.ndarray]:
+        for i, q in enumerate(qpos):
+            data.qpos[:] = q
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)  # the tracking camera follows the subtree centre of mass
+            renderer.update_scene(data, camera)
+            yield renderer.render()
+            print(f"frame {i + 1} {len(qpos)}", flush=True)
+
+    write_video(frames(), out, fps)
     renderer.close()
-    write_video(frames, out, fps)
 
 
-def write_video(frames: list[np.ndarray], out: Path, fps: float) -> None:
-    """Write RGB frames as H.264 MP4 (PyAV) or animated GIF (Pillow), chosen by the suffix."""
+def write_video(frames: Iterable[np.ndarray], out: Path, fps: float) -> None:
+    """Write RGB frames as H.264 MP4 (PyAV, streamed) or animated GIF (Pillow), chosen by the suffix.
+
+    The video goes to a temporary name beside ``out`` and is renamed into place once whole, so an
+    interrupted or failed render never leaves a truncated file under the requested name.
+    """
+    partial = out.with_name(f".{out.name}.partial{out.suffix}")
+    try:
+        _encode(frames, partial, fps)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _encode(frames: Iterable[np.ndarray], out: Path, fps: float) -> None:
     if out.suffix.lower() == ".gif":
         from PIL import Image
 
-        images = [Image.fromarray(f) for f in frames]
+        images = [Image.fromarray(f.copy()) for f in frames]
         images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
         return
     try:
@@ -173,13 +248,16 @@ def write_video(frames: list[np.ndarray], out: Path, fps: float) -> None:
         raise RuntimeError("writing MP4 needs PyAV (pip install av); or ask for a .gif") from None
     from fractions import Fraction
 
-    with av.open(str(out), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv420p"
+    with av.open(str(out), mode="w", format="mp4") as container:
+        stream = None
         for f in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+                stream.width, stream.height = f.shape[1], f.shape[0]
+                stream.pix_fmt = "yuv420p"
             container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        container.mux(stream.encode())
+        if stream is not None:
+            container.mux(stream.encode())
 
 
 def filmstrip(body_pos: np.ndarray, body_names: list[str], robot: str, out: Path, *, fps: float,

@@ -22,7 +22,7 @@ from typing import Any
 from zarr.abc.store import Store as ZarrStore
 from zarr.storage import FsspecStore, LocalStore, MemoryStore
 
-from mimicdata.errors import ReadOnlyError, StoreLockedError
+from mimicdata.errors import ReadOnlyError, StoreLockedError, storage_error
 
 LOCK_NAME = "mimicdata.lock"
 _MEMORY: dict[str, dict[str, Any]] = {}        # name -> the bytes of a memory store a writer has open
@@ -160,14 +160,21 @@ class WriterLock:
                     raise StoreLockedError(
                         f"{self.loc}: another writer holds the store ({_describe(info)}); "
                         f"close it first, or pass break_lock=True if you are sure it is gone") from None
-                path.unlink(missing_ok=True)  # stale lock of a dead process: clear it and retry
+                try:
+                    path.unlink(missing_ok=True)  # stale lock of a dead process: clear it and retry
+                except OSError as exc:
+                    raise storage_error(exc, f"{self.loc}: cannot clear a stale writer lock") from None
                 continue
             except PermissionError as exc:
                 raise ReadOnlyError(f"{self.loc}: cannot write here ({exc.strerror})") from None
             except OSError as exc:
-                raise ReadOnlyError(f"{self.loc}: cannot create lock file ({exc.strerror})") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(_lock_info(), fh)
+                raise storage_error(exc, f"{self.loc}: cannot create the writer lock") from None
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(_lock_info(), fh)
+            except OSError as exc:  # disk full: an empty lock file would read as stale, but leave none
+                path.unlink(missing_ok=True)
+                raise storage_error(exc, f"{self.loc}: cannot write the writer lock") from None
             return
         raise StoreLockedError(f"{self.loc}: could not take the writer lock")
 
@@ -191,7 +198,10 @@ class WriterLock:
             _free_memory_store(self.loc.url, self._memory_info)
         elif self.loc.kind == "local":
             assert self.loc.path is not None
-            (self.loc.path / LOCK_NAME).unlink(missing_ok=True)
+            try:
+                (self.loc.path / LOCK_NAME).unlink(missing_ok=True)
+            except OSError:  # remounted read-only: the lock names a dead pid once this process ends
+                pass
         else:
             from zarr.core.sync import sync
 

@@ -32,6 +32,7 @@ from mimicdata.errors import (
     StoreExistsError,
     StoreNotFoundError,
     ValidationError,
+    storage_error,
 )
 from mimicdata.migrate import plan_migration
 from mimicdata.schema import (
@@ -240,6 +241,8 @@ class Store:
                 with self._write_guard:
                     for stream in self.streams.values():
                         stream._trim_arrays()
+        except OSError as exc:  # trimming is tidying only: the committed rows are already safe
+            raise storage_error(exc, f"{self.location}: closing") from None
         finally:
             self.closed = True
             if self._lock is not None:
@@ -289,10 +292,8 @@ def _prepare_location(loc: Location, zstore: Any, overwrite: bool) -> None:
                 raise ReadOnlyError(f"cannot create {parent}: {exc.strerror}") from None
         try:
             path.mkdir(exist_ok=True)
-        except PermissionError:
-            raise ReadOnlyError(f"cannot create {path}: permission denied (read-only location?)") from None
         except OSError as exc:
-            raise ReadOnlyError(f"cannot create {path}: {exc.strerror}") from None
+            raise storage_error(exc, f"cannot create {path}") from None
     else:
         from zarr.core.sync import sync
 
@@ -322,10 +323,11 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
     schemas = [schema] if isinstance(schema, str) else list(schema or [])
     docs: list[Schema] = [_load_schema_ref(s) for s in schemas]  # fail on a bad name before touching disk
     zstore = zarr_store(loc, read_only=False, storage_options=storage_options)
+    made_dir = loc.kind == "local" and loc.path is not None and not loc.path.exists()
     _prepare_location(loc, zstore, overwrite)
     lock = WriterLock(loc, zstore)
-    lock.acquire()
     try:
+        lock.acquire()
         meta = {"format": "mimicdata", "format_version": FORMAT_VERSION,
                 "producer": {"name": "mimicdata", "version": __version__}, "created": _now(),
                 "robot": _robot_doc(robot_obj), "quat_order": robot_obj.quat_order if robot_obj else "wxyz",
@@ -345,6 +347,15 @@ def create(url: str | Path, schema: str | list[str] | None = None, *, robot: str
         if unused:
             raise SchemaError(f"lossy precision given for unknown field(s) {sorted(unused)}")
         return store
+    except OSError as exc:  # disk full or read-only while writing the metadata: leave no half-made store
+        lock.release()  # (a no-op when the lock was never taken)
+        if loc.kind == "local" and loc.path is not None:  # what was written here; a folder given empty stays
+            for part in (loc.path,) if made_dir else tuple(loc.path.iterdir()):
+                if part.is_dir():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
+        raise storage_error(exc, f"cannot create {loc}") from None
     except BaseException:
         lock.release()
         raise
@@ -404,6 +415,10 @@ def open(url: str | Path, mode: str = "r", *, break_lock: bool = False,
         if mode == "a":
             _repair(store)
         return store
+    except OSError as exc:  # repairing after a crash needs to write: read-only or full storage
+        if lock is not None:
+            lock.release()
+        raise storage_error(exc, f"{loc}: cannot open for appending") from None
     except BaseException:
         if lock is not None:
             lock.release()

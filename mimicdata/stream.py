@@ -12,6 +12,7 @@ only up to the end of its last committed segment.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from zarr.core.buffer import default_buffer_prototype
 
 from mimicdata.chunkwrite import ChunkCodec, json_bytes, put, read_many, read_rows, run_all
 from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
-from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError
+from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError, storage_error
 from mimicdata.pushdown import still_sorted
 from mimicdata.schema import FieldSpec, StreamSpec
 
@@ -36,6 +37,19 @@ META = "mimicdata"
 _PROTOTYPE = default_buffer_prototype()
 PARALLEL_BYTES = 1 << 18  # batches smaller than this are encoded and stored in the calling thread
 Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def _storage_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an OSError of a write (disk full, read-only remount) into the project's error; the rows
+    committed before are untouched because the commit point is never reached."""
+    @functools.wraps(method)
+    def wrapper(self: Stream, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise storage_error(exc, f"{self.store.location} {self.name}: writing after committed row "
+                                     f"{self.committed_rows}") from None
+    return wrapper
 
 
 class Stream:
@@ -332,6 +346,7 @@ class Stream:
         self._arrays[name] = array
         return array
 
+    @_storage_errors
     def append(self, batch: Mapping[str, Any]) -> int:
         """Append a batch of rows (dict of arrays with equal first dimension); returns rows written.
 
@@ -472,6 +487,7 @@ class Stream:
         self.store.root.update_attributes({META: root_meta})
         self.store.meta = root_meta
 
+    @_storage_errors
     def truncate(self, rows: int) -> None:
         """Drop rows past ``rows`` (used to discard an unfinished segment after a crash)."""
         self._require_writable()

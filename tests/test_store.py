@@ -14,6 +14,7 @@ import pytest
 import mimicdata as md
 import mimicdata.report
 from mimicdata.codecs import round_mantissa
+from tests.conftest import SmallDisk
 from tests.helpers import act_batch, cmg_frames, episode_frames, expert_frames, obs_batch
 
 
@@ -177,22 +178,15 @@ def test_existing_path_needs_overwrite_and_overwrite_refuses_non_stores(tmp_path
     assert (tmp_path / "notes" / "thesis.txt").read_text() == "precious"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_location(tmp_path: Path) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    make_log(ro / "s.zarr", rows=5).close()
-    os.chmod(ro / "s.zarr", 0o555)
-    os.chmod(ro, 0o555)
-    try:
-        with pytest.raises(md.ReadOnlyError):
-            md.create(ro / "new.zarr", "observations", robot="g1_29dof")
-        with pytest.raises(md.ReadOnlyError):
-            md.open(ro / "s.zarr", "a")
-        assert md.open(ro / "s.zarr")["observations"].num_rows == 5
-    finally:
-        os.chmod(ro, 0o755)
-        os.chmod(ro / "s.zarr", 0o755)
+def test_read_only_location(small_disk: SmallDisk) -> None:
+    """A real read-only file system (a tmpfs remounted ro: chmod does not bind root, and CI runs as root)."""
+    make_log(small_disk.path / "s.zarr", rows=5).close()
+    small_disk.read_only()
+    with pytest.raises(md.ReadOnlyError):
+        md.create(small_disk.path / "new.zarr", "observations", robot="g1_29dof")
+    with pytest.raises(md.ReadOnlyError):
+        md.open(small_disk.path / "s.zarr", "a")
+    assert md.open(small_disk.path / "s.zarr")["observations"].num_rows == 5
 
 
 def test_read_only_store_refuses_writes(tmp_path: Path) -> None:

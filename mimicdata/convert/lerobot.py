@@ -101,6 +101,8 @@ def _read_info(root: Path) -> dict[str, Any]:
         raise SchemaError(f"{root}: no {fmt.INFO_PATH}; not a LeRobot dataset") from None
     except ValueError as exc:
         raise SchemaError(f"{root / fmt.INFO_PATH}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise SchemaError(f"{root / fmt.INFO_PATH}: not a JSON object but {type(info).__name__}")
     version = str(info.get("codebase_version"))
     if version != fmt.CODEBASE_VERSION:
         hint = (" (convert it first with `python -m lerobot.datasets.v30.convert_dataset_v21_to_v30`)"
@@ -109,10 +111,23 @@ def _read_info(root: Path) -> dict[str, Any]:
     for key in ("fps", "features", "data_path"):
         if key not in info:
             raise SchemaError(f"{root / fmt.INFO_PATH}: missing {key!r}")
+    _check_info(info, root / fmt.INFO_PATH)
     if any(f.get("dtype") == "video" for f in info["features"].values() if isinstance(f, Mapping)) \
             and not info.get("video_path"):
         raise SchemaError(f"{root / fmt.INFO_PATH}: video features but no 'video_path'")
     return info
+
+
+def _check_info(info: dict[str, Any], where: Path) -> None:
+    """The types the import relies on (a damaged info.json must fail here, clearly, not deep inside)."""
+    fps = info["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps < float("inf"):
+        raise SchemaError(f"{where}: fps must be a positive number, got {fps!r}")
+    if not isinstance(info["data_path"], str):
+        raise SchemaError(f"{where}: data_path must be a path template, got {info['data_path']!r}")
+    if not isinstance(info["features"], dict):
+        raise SchemaError(f"{where}: features must be an object of name -> feature, got "
+                          f"{type(info['features']).__name__}")
 
 
 def _features(info: dict[str, Any], root: Path) -> dict[str, Feature]:
@@ -224,7 +239,9 @@ class _DataFiles:
         except FileNotFoundError:
             self._path = None
             raise CorruptStoreError(f"{where}: data file {path} is missing") from None
-        except (OSError, pa.ArrowException) as exc:
+        except MimicDataError:
+            raise
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as exc:  # no or a text index column
             self._path = None
             raise CorruptStoreError(f"{where}: cannot read data file {path} (truncated or corrupted: {exc})") from None
         return table.slice(int(rows[0] - self._group_starts[first]), len(rows))
@@ -281,6 +298,17 @@ def _numbers(col: pa.ChunkedArray | pa.Array, feature: Feature, n: int, where: s
 
 def _frames_batch(part: pa.Table, feats: Mapping[str, Feature], tasks: dict[int, str], root: Path, where: str,
                   pool: ThreadPoolExecutor) -> dict[str, Any]:
+    """The episode's rows as a batch for the recorder; a damaged column (null, wrong type) is a ValidationError."""
+    try:
+        return _frames_batch_of(part, feats, tasks, root, where, pool)
+    except MimicDataError:
+        raise
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+        raise ValidationError(f"{where}: damaged frame data ({type(exc).__name__}: {exc})") from None
+
+
+def _frames_batch_of(part: pa.Table, feats: Mapping[str, Feature], tasks: dict[int, str], root: Path, where: str,
+                     pool: ThreadPoolExecutor) -> dict[str, Any]:
     n = part.num_rows
     stamps = np.asarray(part.column("timestamp"), np.float64)
     batch: dict[str, Any] = {"timestamp": np.round(stamps * 1e9).astype(np.int64)}

@@ -27,6 +27,7 @@ import json
 import mmap
 import pickle
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,9 @@ def _open_pickle_bytes(sf: SeedFile, stops: list[Stop]) -> Any:
         data = sf.path.read_bytes()
         try:
             return _Bytes(gzip.decompress(data))
-        except (EOFError, OSError) as exc:  # truncated gzip: keep what decompresses
-            stops.append(Stop(f"{sf.path.name}: gzip stream", f"damaged or truncated ({exc})", final=False))
+        except (EOFError, OSError, zlib.error) as exc:  # truncated or damaged gzip: keep what decompresses
+            # final: nothing past the damage can be read, even when every record before it is whole
+            stops.append(Stop(f"{sf.path.name}: gzip stream", f"damaged or truncated ({exc})"))
             return _Bytes(_salvage_gzip(data))
     if sf.path.stat().st_size == 0:
         return _Bytes(b"")
@@ -162,8 +164,6 @@ def _load_all(sf: SeedFile, f: Any, stops: list[Stop]) -> Iterator[dict[str, Any
 
 
 def _salvage_gzip(data: bytes) -> bytes:
-    import zlib
-
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = bytearray()
     for i in range(0, len(data), 1 << 16):

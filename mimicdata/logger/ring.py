@@ -37,6 +37,7 @@ HEADER_BYTES = 4096
 H_MAGIC, H_CAPACITY, H_SLOT = 0, 1, 2
 H_WRITE, H_NEXT_SEQ, H_DROPPED = 8, 9, 10          # written by the producer
 H_READ, H_WRITTEN, H_LOST = 16, 17, 18             # written by the writer process
+H_REFUSED = 19  # rows taken from the ring that the store refuses for now (disk full), held for a retry
 
 # control words
 C_MAGIC, C_PID, C_STATE, C_HEARTBEAT, C_FLUSHED, C_ERRORS, C_MSG_LEN, C_CPU_NS, C_WRITES = range(9)

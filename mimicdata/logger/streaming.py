@@ -58,6 +58,7 @@ from mimicdata.logger.ring import (
     FILE_PREFIX,
     H_LOST,
     H_READ,
+    H_REFUSED,
     H_WRITTEN,
     STATE_CLOSED,
     STATE_RUNNING,
@@ -80,7 +81,9 @@ class LoggerWriteError(MimicDataError, OSError):
 
 @dataclass(frozen=True)
 class StreamStatus:
-    """Counters of one stream. ``logged`` counts every record accepted by ``log()``, dropped ones included."""
+    """Counters of one stream. ``logged`` counts every record accepted by ``log()``, dropped ones included;
+    ``dropped`` also counts the records the store refuses right now (disk full): they are kept for a retry
+    and move to ``written`` if one succeeds, else they are lost at ``close()``."""
 
     logged: int
     written: int
@@ -341,7 +344,7 @@ class StreamingLogger:
         for name, p in self._producers.items():
             header = p.ring.header
             streams[name] = StreamStatus(logged=p.next_seq, written=int(header[H_WRITTEN]),
-                                         dropped=p.dropped + int(header[H_LOST]),
+                                         dropped=p.dropped + int(header[H_LOST]) + int(header[H_REFUSED]),
                                          queue_depth=p.write_index - int(header[H_READ]))
         for name, n in self._failed_drops.items():
             old = streams.get(name, StreamStatus(0, 0, 0, 0))

@@ -38,6 +38,7 @@ from mimicdata.logger.ring import (
     H_LOST,
     H_NEXT_SEQ,
     H_READ,
+    H_REFUSED,
     H_WRITE,
     H_WRITTEN,
     STATE_CLOSED,
@@ -112,6 +113,8 @@ class Sink:
         self.pending_rows += len(rows)
         if self.failing and self.pending_rows > self.writer.max_pending_rows:
             self._discard_oldest(self.pending_rows - self.writer.max_pending_rows)
+        if self.failing:  # rows drained while the store refuses count as refused at once
+            self.ring.header[H_REFUSED] = self.pending_rows
 
     def _find_gaps(self, seq: np.ndarray, wall: np.ndarray) -> None:
         before_seq = np.concatenate([[self.last_seq], seq[:-1]])
@@ -178,8 +181,10 @@ class Sink:
             self.writer.report(f"writing {len(rows)} rows of {self.name!r} failed: {type(exc).__name__}: {exc}")
             self.retry_at = time.monotonic() + min(1.0, self.writer.flush_interval)
             self.failing = True
+            self.ring.header[H_REFUSED] = self.pending_rows
             return
         self.failing = False
+        self.ring.header[H_REFUSED] = 0
         self.last_duration = time.monotonic() - start
         self.last_write = time.monotonic()
         self.pending, self.pending_rows = [], 0
@@ -294,6 +299,7 @@ class Writer:
                 if sink.pending_rows:  # the store still refuses: these rows are lost
                     sink.lost += sink.pending_rows
                     sink.ring.header[H_LOST] = sink.lost
+                    sink.ring.header[H_REFUSED] = 0
         self._write_drops_safely()
         stats = {name: {"logged": int(s.ring.header[H_NEXT_SEQ]), "written": s.written,
                         "dropped": int(s.ring.header[H_NEXT_SEQ]) - s.written}

@@ -21,6 +21,7 @@ from mimicdata.motion.types import (
     MotionFormatError,
     detect_unit,
     detect_up_axis,
+    reads_motion_file,
     rotations_to_z_up,
     to_z_up,
 )
@@ -102,6 +103,7 @@ class _Tokens:
                                     line=line) from None
 
 
+@reads_motion_file
 def read_bvh_header(path: str | Path) -> BvhHeader:
     """Parse the HIERARCHY and the MOTION header (frame count and frame time)."""
     path = Path(path)
@@ -110,6 +112,7 @@ def read_bvh_header(path: str | Path) -> BvhHeader:
     return header
 
 
+@reads_motion_file
 def read_bvh(path: str | Path, *, unit: str = "auto", up_axis: str = "auto",
              start: int = 0, stop: int | None = None) -> HumanMotion:
     """Read a BVH file into a :class:`HumanMotion` (metres, Z-up, global positions and rotations).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimicdata.motion.types import HumanMotion, MotionFormatError
+from mimicdata.motion.types import HumanMotion, MotionFormatError, reads_motion_file
 
 SUFFIXES = (".bvh", ".npy", ".npz", ".csv")
 
@@ -28,6 +28,7 @@ class ReadOptions:
     stop: int | None = None
 
 
+@reads_motion_file
 def detect_format(path: str | Path) -> str:
     """``bvh``, ``positions``, ``locomujoco``, ``beyondmimic`` or ``unitree_csv``."""
     path = Path(path)

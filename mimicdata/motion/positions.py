@@ -26,6 +26,7 @@ from mimicdata.motion.types import (
     MotionFormatError,
     detect_unit,
     detect_up_axis,
+    reads_motion_file,
     to_z_up,
 )
 
@@ -45,6 +46,7 @@ class PositionsFile:
     unit: str | None = None
 
 
+@reads_motion_file
 def read_positions(path: str | Path, *, names: list[str] | None = None, fps: float | None = None,
                    up_axis: str = "auto", unit: str = "auto", default_fps: float | None = None) -> HumanMotion:
     """Read global joint positions into a :class:`HumanMotion` (metres, Z-up).

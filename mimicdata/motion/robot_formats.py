@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mimicdata.motion.rotations import quat_normalize, quat_to_mat
-from mimicdata.motion.types import HumanMotion, MotionFormatError
+from mimicdata.motion.types import HumanMotion, MotionFormatError, reads_motion_file
 
 # Unitree SDK joint order of the G1 (the CSV input of BeyondMimic's csv_to_npz.py).
 UNITREE_G1_29DOF_ORDER = (
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - the model module needs MuJoCo only when 
 _MISMATCH_TOL_M = 2e-3  # float32 files reproduce offsets to ~1e-6 m; wrong conventions give cm
 
 
+@reads_motion_file
 def read_locomujoco(path: str | Path, *, robot: str | None = None) -> list[HumanMotion]:
     """One clip per trajectory (``split_points``) of a LocoMuJoCo ``Trajectory.save`` npz.
 
@@ -72,10 +73,11 @@ def read_locomujoco(path: str | Path, *, robot: str | None = None) -> list[Human
                              source=str(path), name=f"{path.stem}_{c}" if len(splits) > 2 else path.stem,
                              first_frame=int(a),
                              source_convention={"format": "locomujoco", "quat_order": "wxyz", "up_axis": "z"})
-        clips.append(_add_robot_points(motion, robot))
+        clips.append(_add_robot_points(motion.validate(), robot))  # a NaN or empty split is refused
     return clips
 
 
+@reads_motion_file
 def read_beyondmimic(path: str | Path, *, robot: str = "g1_29dof", body_names: list[str] | None = None,
                      body_order: str = "auto", quat_order: str = "auto") -> HumanMotion:
     """A BeyondMimic motion npz (``fps``, ``body_pos_w``, ``body_quat_w``; no names inside).
@@ -130,6 +132,7 @@ def read_beyondmimic(path: str | Path, *, robot: str = "g1_29dof", body_names: l
     return _add_robot_points(motion.validate(), robot)
 
 
+@reads_motion_file
 def read_unitree_csv(path: str | Path, *, fps: float = 30.0, robot: str = "g1_29dof") -> HumanMotion:
     """CSV rows ``x, y, z, qx, qy, qz, qw, <joint angles in Unitree SDK order>`` (rad).
 

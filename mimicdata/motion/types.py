@@ -8,13 +8,15 @@ so that a report can say what was converted.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from mimicdata.errors import ValidationError
+from mimicdata.errors import MimicDataError, ValidationError
 
 # Column vectors of a Y-up frame expressed in the Z-up frame: +90 deg about x (y -> z, z -> -y).
 # Right-handedness is kept, so rotations stay proper rotations.
@@ -37,6 +39,32 @@ class MotionFormatError(ValidationError):
         self.path = str(path)
         self.line = line
         self.frame = frame
+
+
+# A damaged file surfaces deep inside numpy (ValueError, SyntaxError from the .npy header, SystemError on
+# bad unicode), zipfile (BadZipFile, NotImplementedError), zlib, json or the parsers: any of them means
+# "this file cannot be read", and the type and text are kept in the message for whoever debugs it.
+_DAMAGE = Exception
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_motion_file(reader: F) -> F:
+    """Make a reader's damaged-input failures one :class:`MotionFormatError` naming the file.
+
+    Truncated archives, flipped bytes and odd shapes surface deep inside numpy or zipfile as many
+    different exceptions; the caller only needs to know which file is unreadable and why.
+    """
+    @functools.wraps(reader)
+    def read(path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return reader(path, *args, **kwargs)
+        except MimicDataError:
+            raise
+        except _DAMAGE as exc:
+            text = str(exc)
+            text = text if len(text) <= 200 else text[:200] + "..."
+            raise MotionFormatError(path, f"damaged or malformed file ({type(exc).__name__}: {text})") from None
+    return read  # type: ignore[return-value]
 
 
 @dataclass
