@@ -108,7 +108,8 @@ def _mimicdata_import_graph() -> dict[str, set[str]]:
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         tree = _tree(path)
-        guards = [node for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
+        guards = [node for node in ast.walk(tree)
+                  if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
         typing_only = {id(n) for guard in guards for n in ast.walk(guard)}
         for node in ast.walk(tree):
             if id(node) in typing_only:  # annotations only: no import at run time, so no cycle
