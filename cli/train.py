@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from mimicdata_cli._common import fail_on_error
+from mimicdata_cli.train_cmg import app as cmg_app
 
 app = typer.Typer(
     name="mimic-train",
@@ -136,7 +137,7 @@ def gains(
                    f"{cfg.velocity_limit[i]:>7.1f}{cfg.action_scale[i]:>8.4f}")
 
 
-app.add_typer(__import__("mimicdata_cli.train_cmg", fromlist=["app"]).app, name="cmg")
+app.add_typer(cmg_app, name="cmg")
 
 if __name__ == "__main__":
     app()

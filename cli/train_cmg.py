@@ -30,17 +30,13 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 
 @contextmanager
 def _clean_errors(threads: int | None = None) -> Iterator[None]:
-    """Library errors and bad values as one `error:` line and exit 1."""
+    """Library errors as one `error:` line and exit 1 (the trainers raise the one error tree)."""
     with fail_on_error():
-        try:
-            if threads is not None:
-                import torch
+        if threads is not None:
+            import torch
 
-                torch.set_num_threads(threads)
-            yield
-        except (ValueError, IndexError, KeyError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            torch.set_num_threads(threads)
+        yield
 
 
 @app.command()
