@@ -38,7 +38,6 @@ from zarr.storage import LocalStore, MemoryStore
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 PARTIAL_CODEC = {"cname": "lz4", "clevel": 1}  # a last chunk that the next append rewrites
-MAX_WORKERS = 4
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,12 +159,25 @@ _POOL_PID = 0
 _POOL_GUARD = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def _forget_pool_in_child() -> None:
+    # A forked child (a DataLoader worker) has none of the parent's pool threads, and the guard may have
+    # been held by another parent thread at the fork: start both afresh rather than wait on it forever.
+    global _POOL, _POOL_GUARD
+    _POOL, _POOL_GUARD = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def pool() -> ThreadPoolExecutor:
+    """This process's thread pool for chunk encode, decode and file IO (writes here, reads in
+    :mod:`mimicdata.gather`). At least two threads, so that one chunk's IO overlaps another's decode;
+    one per core, so that a training machine decodes on all of them."""
     global _POOL, _POOL_PID
     with _POOL_GUARD:
         if _POOL is None or _POOL_PID != os.getpid():  # a forked child has no threads of its parent's pool
-            _POOL = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, os.cpu_count() or 1),
-                                       thread_name_prefix="mimicdata-chunks")
+            _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="mimicdata-chunks")
             _POOL_PID = os.getpid()
         return _POOL
 
@@ -178,7 +190,7 @@ def run_all(fn: Callable[[T], R], items: Iterable[T], *, parallel: bool = True) 
     todo = list(items)
     if len(todo) <= 1 or not parallel:
         return [fn(x) for x in todo]
-    return list(_pool().map(fn, todo))
+    return list(pool().map(fn, todo))
 
 
 # ------------------------------------------------------------------------------------------ store IO

@@ -7,19 +7,17 @@ together) and decoded on a thread pool, never one request per row.
 Why not ``zarr.Array.__getitem__``: zarr-python spends ~1 ms of Python per chunk in its codec pipeline
 and decodes on its event loop. For the codec chains mimicdata writes (transpose, little-endian bytes,
 blosc; see :mod:`mimicdata.chunkwrite`) this module fetches the stored chunk bytes with the store's own
-``get`` (local files, memory, s3, ...) and decodes them with blosc, which releases the GIL, on every
-core. Arrays with any other layout go through zarr.
+``get`` (local files, memory, s3, ...) and decodes them with that module's :class:`ChunkCodec` (blosc
+releases the GIL) on its per-process thread pool. Arrays with any other layout go through zarr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +26,11 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import _get_loop, sync
 from zarr.storage import LocalStore
 
+from mimicdata.chunkwrite import ChunkCodec, pool
 from mimicdata.errors import CorruptStoreError
 
 Transform = Callable[[np.ndarray], np.ndarray] | None
-Decoder = Callable[[bytes, np.ndarray], None]
 GROUP = 64  # chunks fetched per round trip: bounds memory held as compressed bytes
-
-_POOL: list[Any] = [None, -1]  # (executor, pid): threads do not survive fork, so one pool per process
-_POOL_GUARD = threading.Lock()
-
-
-def chunk_key(array: Any, chunk_row: int) -> str:
-    """Store key of the chunk holding rows ``chunk_row * chunk_rows ...`` (default v3 key encoding)."""
-    return f"{array.path}/c/" + "/".join([str(chunk_row)] + ["0"] * (len(array.shape) - 1))
-
-
-def decode_pool() -> ThreadPoolExecutor:
-    with _POOL_GUARD:
-        if _POOL[0] is None or _POOL[1] != os.getpid():
-            _POOL[0] = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="mimicdata-decode")
-            _POOL[1] = os.getpid()
-        return _POOL[0]
-
-
-def chunk_decoder(array: Any) -> Decoder | None:
-    """``decode(stored bytes, out)`` filling ``out`` (a full chunk, rows first), or None for other layouts."""
-    from numcodecs import Blosc
-
-    meta = array.metadata.to_dict()
-    grid, keys = meta.get("chunk_grid", {}), meta.get("chunk_key_encoding", {})
-    if grid.get("name") != "regular" or keys.get("name") != "default":
-        return None
-    if keys.get("configuration", {}).get("separator", "/") != "/" or tuple(array.chunks[1:]) != tuple(array.shape[1:]):
-        return None
-    order: tuple[int, ...] | None = None
-    blosc = False
-    for codec in meta.get("codecs", []):
-        name, conf = codec.get("name"), codec.get("configuration", {}) or {}
-        if name == "transpose" and order is None and not blosc:
-            order = tuple(conf["order"])
-        elif name == "bytes" and conf.get("endian", "little") == "little":
-            continue
-        elif name == "blosc" and not blosc:
-            blosc = True
-        else:
-            return None
-    dtype = np.dtype(array.dtype).newbyteorder("<")
-    stored_shape = tuple(array.chunks[i] for i in order) if order else tuple(array.chunks)
-    inverse = tuple(np.argsort(order)) if order else None
-    codec = Blosc()
-
-    def decode(blob: bytes, out: np.ndarray) -> None:
-        raw = codec.decode(blob) if blosc else blob
-        stored = np.frombuffer(raw, dtype=dtype).reshape(stored_shape)
-        values = stored.transpose(inverse) if inverse else stored
-        out[...] = values[:len(out)]
-
-    return decode
-
 
 def _direct_getter(zstore: Any) -> Callable[[str], Any] | None:
     """For object stores: a ``get(key)`` that skips s3fs's size probe (a HEAD before every GET, which
@@ -117,7 +62,7 @@ class ChunkSource:
         self.size = int(array.chunks[0])
         self.shape = tuple(array.shape[1:])
         self.dtype = np.dtype(array.dtype)
-        self.decoder = chunk_decoder(array)
+        self.codec = ChunkCodec.for_array(array)  # None: a layout chunkwrite does not know, read through zarr
         self._direct = _direct_getter(zstore)
         # local files: read and decode in the same pool task (no event-loop round trip per chunk)
         root = getattr(zstore, "root", None)
@@ -133,12 +78,12 @@ class ChunkSource:
         """
         groups = [(ids[g:g + GROUP], outs[g:g + GROUP]) for g in range(0, len(ids), GROUP)]
         try:
-            if self.decoder is None:
+            if self.codec is None:
                 for group, targets in groups:
                     self._zarr_read(group, targets)
                 return
             if self._local is not None:
-                jobs = [decode_pool().submit(self._read_local, c, out) for c, out in zip(ids, outs, strict=True)]
+                jobs = [pool().submit(self._read_local, c, out) for c, out in zip(ids, outs, strict=True)]
                 for job in jobs:
                     job.result()
                 return
@@ -154,24 +99,30 @@ class ChunkSource:
                     if blob is None:  # never written: zarr's fill value
                         out[...] = self.array.fill_value
                     else:
-                        jobs.append(decode_pool().submit(self.decoder, blob, out))
+                        jobs.append(pool().submit(self._decode, blob, out))
                 for job in jobs:
                     job.result()
         except Exception as exc:  # a codec failure or a truncated chunk: a damaged store
             raise CorruptStoreError(f"{self.where}: cannot read chunk(s) {ids[:3]}{'...' if len(ids) > 3 else ''}: "
                                     f"{type(exc).__name__}: {exc}") from exc
 
+    def _decode(self, blob: Any, out: np.ndarray) -> None:
+        assert self.codec is not None
+        # the full chunk, rows first; rows past the committed ones (a chunk still filling up) are dropped
+        out[...] = self.codec.decode(blob)[:len(out)]
+
     def _read_local(self, c: int, out: np.ndarray) -> None:
-        assert self._local is not None and self.decoder is not None
+        assert self._local is not None and self.codec is not None
         try:
-            blob = (self._local / chunk_key(self.array, c)).read_bytes()
+            blob = (self._local / self.codec.key(c)).read_bytes()
         except FileNotFoundError:  # never written: zarr's fill value
             out[...] = self.array.fill_value
             return
-        self.decoder(blob, out)
+        self._decode(blob, out)
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
-        keys = [chunk_key(self.array, c) for c in ids]
+        assert self.codec is not None
+        keys = [self.codec.key(c) for c in ids]
         if self._direct is not None:
             return list(await asyncio.gather(*(self._direct(k) for k in keys)))
         prototype = default_buffer_prototype()

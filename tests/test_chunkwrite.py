@@ -63,6 +63,13 @@ def test_filling_chunk_is_lz4_while_writing_and_the_arrays_codec_after_close(tmp
     assert plain.shape == (128, 5)  # grown to the end of the last chunk; rows past committed_rows are not data
     np.testing.assert_array_equal(plain[:100], values)
     assert md.open(path)["s"].num_rows == 100
+    # the training data path decodes the lz4 chunk itself and returns committed rows only (100, not 128)
+    from mimicdata.gather import ChunkGather, ChunkSource
+
+    reader = md.open(path)["s"]
+    source = ChunkSource(reader.array("q"), reader.store.zstore, reader.num_rows, "s/q")
+    assert source.codec is not None and [len(c) for c in source.read([0, 1])] == [64, 36]
+    np.testing.assert_array_equal(ChunkGather({"q": source}, {}).gather(np.arange(100)[::-1])["q"], values[::-1])
     store.close()
     assert blosc.cbuffer_complib(chunk.read_bytes()) == "Zstd"
     plain = zarr.open_array(str(path / "s" / "q"), mode="r")
