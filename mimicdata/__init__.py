@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from mimicdata.batching import Batches, batches
+from mimicdata.dataset import WindowDataset
 from mimicdata.errors import (
     CorruptStoreError,
     MimicDataError,
@@ -34,8 +36,28 @@ def scan(url: str, stream: str | None = None, **kwargs: object) -> object:
 
 
 __all__ = [
-    "CorruptStoreError", "MimicDataError", "ReadOnlyError", "Robot", "Schema", "SchemaError",
-    "SchemaVersionError", "Store", "StoreExistsError", "StoreLockedError", "StoreNotFoundError", "Stream",
-    "ValidationError", "__version__", "create", "load_robot", "load_schema", "open", "robot_names", "scan",
+    "Batches",
+    "CorruptStoreError",
+    "MimicDataError",
+    "ReadOnlyError",
+    "Robot",
+    "Schema",
+    "SchemaError",
+    "SchemaVersionError",
+    "Store",
+    "StoreExistsError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "Stream",
+    "ValidationError",
+    "WindowDataset",
+    "__version__",
+    "batches",
+    "create",
+    "load_robot",
+    "load_schema",
+    "open",
+    "robot_names",
+    "scan",
     "schema_names",
 ]
