@@ -176,5 +176,9 @@ def gains(
                    f"{cfg.velocity_limit[i]:>7.1f}{cfg.action_scale[i]:>8.4f}")
 
 
+from mimicdata_cli.train_amp import register as _register_amp  # noqa: E402  (amp, eval)
+
+_register_amp(app)
+
 if __name__ == "__main__":
     app()

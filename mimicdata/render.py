@@ -65,8 +65,17 @@ def render_clip(url: str | Path, clip: int = 0, out: str | Path = "clip.mp4", *,
     ``backend``: ``"auto"`` (MUJOCO_GL if set, else EGL then OSMesa), a MUJOCO_GL name, or
     ``"filmstrip"`` to skip MuJoCo rendering.
     """
-    out = Path(out)
     qpos, body_pos, body_names, fps, robot = load_clip(url, clip)
+    return render_frames(qpos, body_pos, body_names, robot, fps, out, width=width, height=height, backend=backend,
+                         filmstrip_frames=filmstrip_frames)
+
+
+def render_frames(qpos: np.ndarray, body_pos: np.ndarray, body_names: list[str], robot: str, fps: float,
+                  out: str | Path, *, width: int = 640, height: int = 480, backend: str = "auto",
+                  filmstrip_frames: int = 8) -> RenderResult:
+    """Render model qpos frames (T, nq) of `robot` to `out` as :func:`render_clip` does (any motion:
+    a clip, a policy rollout); `body_pos` (T, bodies, 3) and `body_names` feed the filmstrip fallback."""
+    out = Path(out)
     failures = []
     if backend != "filmstrip":
         candidates = [backend] if backend != "auto" else (

@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
 from mimicdata_trainers.amp.env import StepOut
 
 

@@ -124,8 +124,6 @@ class Config:
             ((p.num_envs * p.rollout_steps) % p.minibatches == 0,
              "ppo.num_envs * ppo.rollout_steps must be divisible by ppo.minibatches"),
             (a.replay_insert <= a.replay_size, "amp.replay_insert must not exceed amp.replay_size"),
-            (a.replay_insert <= p.num_envs * p.rollout_steps,
-             "amp.replay_insert must not exceed the samples of one rollout (ppo.num_envs * ppo.rollout_steps)"),
             (a.disc_minibatch >= 1 and a.disc_steps >= 1, "amp.disc_minibatch and amp.disc_steps must be >= 1"),
         ]
         for ok, message in checks:

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from mimicdata.robots import g1, mjcf_path
 from mimicdata_trainers.amp.config import DiscObsConfig, EnvConfig
 from mimicdata_trainers.amp.features import feature_size, frame_features, quat_to_mat
 from mimicdata_trainers.g1_config import g1_actuator_config
+
+from mimicdata.robots import g1, mjcf_path
 
 FOOT_BODIES = ("left_ankle_roll_link", "right_ankle_roll_link")
 # Box soles covering the seven foot capsules of the MJCF (x -0.054..0.132, y +-0.03, bottom z -0.035).

@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
 from mimicdata_trainers.amp.networks import (
     ActorCritic,
     Params,

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-
 from mimicdata_trainers.amp import losses, replay
 from mimicdata_trainers.amp.config import Config
 from mimicdata_trainers.amp.env import Reference
@@ -102,7 +101,7 @@ def make_train(config: Config, env: Any, num_devices: int | None = None) -> Trai
     minibatch = batch // ppo.minibatches
     if batch % ppo.minibatches:
         raise ValueError(f"the {batch} samples per device must split into {ppo.minibatches} minibatches")
-    insert_rows = max(1, amp.replay_insert // devices)
+    insert_rows = max(1, min(amp.replay_insert // devices, batch))  # at most one rollout per iteration
     disc_batch = max(1, amp.disc_minibatch // devices)
     axis = AXIS if devices > 1 else None
     policy_opt = _optimizer(ppo.learning_rate, ppo.max_grad_norm)
