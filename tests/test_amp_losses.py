@@ -19,6 +19,7 @@ from mimicdata_trainers.amp import losses, replay  # noqa: E402
 from mimicdata_trainers.amp.config import default_config, from_dict, load_config  # noqa: E402
 
 import mimicdata as md  # noqa: E402
+from tests.amp_toy import ToyEnv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,8 +68,8 @@ def test_disc_loss_terms_and_reward() -> None:
     # the network is piecewise linear: dD/dx is W1^T diag(relu') W2, checked against finite differences
     g = jax.grad(lambda x: losses.disc_logits(params, x))(expert[0])
     eps = 1e-3
-    fd = [(losses.disc_logits(params, expert[0] + eps * e) - losses.disc_logits(params, expert[0] - eps * e)) / (2 * eps)
-          for e in jnp.eye(4)]
+    d_at = lambda x: losses.disc_logits(params, x)  # noqa: E731
+    fd = [(d_at(expert[0] + eps * e) - d_at(expert[0] - eps * e)) / (2 * eps) for e in jnp.eye(4)]
     np.testing.assert_allclose(g, fd, rtol=1e-2, atol=1e-3)
     reg = jnp.sum(params[-1]["w"] ** 2)
     np.testing.assert_allclose(total, bce + 10.0 * m["disc_grad_penalty"] + 0.01 * reg, rtol=1e-5)
@@ -97,9 +98,9 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
     assert cfg.amp.gradient_penalty == 10.0 and cfg.amp.replay_size == 200_000 and cfg.amp.logit_reg == 0.01
     assert cfg.env.substeps == 4 and cfg.env.episode_steps == 500
     assert cfg.replace(ppo={"num_envs": 8}).ppo.num_envs == 8
-    with pytest.raises(md.ValidationError, match="unknown key ppo.num_env"):
+    with pytest.raises(md.ValidationError, match=r"unknown key ppo\.num_env"):
         from_dict({"ppo": {"num_env": 8}})
-    with pytest.raises(md.ValidationError, match="amp.gradient_penalty must be a number"):
+    with pytest.raises(md.ValidationError, match=r"amp\.gradient_penalty must be a number"):
         from_dict({"amp": {"gradient_penalty": "high"}})
     bad = tmp_path / "c.yaml"
     bad.write_text("ppo: [1, 2")
@@ -136,3 +137,21 @@ def test_two_devices_average_gradients_and_stay_in_sync(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"devices": 2, "in_sync": True, "envs_differ": True, "finite": True}
+
+
+def test_train_scans_the_same_iterations_as_the_stepwise_loop() -> None:
+    from mimicdata_trainers.amp.train import Expert, make_train
+
+    cfg = default_config().replace(
+        ppo={"num_envs": 2, "rollout_steps": 4, "minibatches": 2, "epochs": 1, "hidden": [8]},
+        amp={"disc_hidden": [8], "disc_minibatch": 4, "replay_size": 16, "replay_insert": 4, "disc_steps": 1})
+    expert = Expert(disc_obs=jnp.ones((10, 4)), reference=None)
+    trainer = make_train(cfg, ToyEnv(), num_devices=1)
+    final, metrics = trainer.train(jax.random.PRNGKey(5), expert, 2)
+    state = trainer.init(jax.random.PRNGKey(5), expert)
+    for _ in range(2):
+        state, last = trainer.update(state, expert)
+    assert metrics["disc_loss"].shape == (2,)
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["policy_loss"][-1], last["policy_loss"], rtol=1e-4, atol=1e-6)

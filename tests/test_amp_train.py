@@ -15,7 +15,6 @@ import pytest
 
 jax = pytest.importorskip("jax")
 pytest.importorskip("mujoco.mjx")
-from amp_expert import write_expert_store  # noqa: E402
 from mimicdata_trainers.amp import checkpoint  # noqa: E402
 from mimicdata_trainers.amp.config import default_config  # noqa: E402
 from mimicdata_trainers.amp.disc_obs import load_expert  # noqa: E402
@@ -23,6 +22,7 @@ from mimicdata_trainers.amp.run import METRICS_STORE, prepare, run  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import mimicdata as md  # noqa: E402
+from tests.amp_expert import write_expert_store  # noqa: E402
 
 TINY = default_config().replace(
     env={"solver_iterations": 2, "ls_iterations": 3, "episode_seconds": 0.1},
@@ -145,7 +145,8 @@ def test_eval_runs_the_policy_in_c_mujoco(three_iterations, tmp_path: Path) -> N
     ckpt = out / "amp_ppo_000003.npz"
     result = CliRunner().invoke(app, ["eval", "--checkpoint", str(ckpt), "--n-steps", "12", "--deterministic"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"steps 12 .*episodes ended 2 .*mean task reward", result.output)  # 5-step episodes
+    found = re.search(r"steps 12 +episodes ended (\d+) +falls (\d+) +mean task reward", result.output)
+    assert found and int(found.group(1)) >= 2  # 5-step episodes (or shorter, after a fall)
     from mimicdata_trainers.amp.evaluate import evaluate
 
     rec = evaluate(ckpt, 6, deterministic=True, record=tmp_path / "eval.mp4")
