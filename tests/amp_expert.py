@@ -11,7 +11,7 @@ import mimicdata as md
 
 
 def write_expert_store(url: str | Path, robot: str = "g1_29dof", clips: tuple[int, ...] = (80, 60),
-                       fps: float = 50.0, drop: tuple[str, ...] = ()) -> Path:
+                       fps: float = 50.0) -> Path:
     import mujoco
 
     from mimicdata.robots import g1
@@ -43,7 +43,6 @@ def write_expert_store(url: str | Path, robot: str = "g1_29dof", clips: tuple[in
             body_quat.append(data.xquat[1:].copy())
         frames = {"qpos": robot_q.astype(np.float32), "qvel": qvel.astype(np.float32),
                   "body_pos": np.array(body_pos, np.float32), "body_quat": np.array(body_quat, np.float32)}
-        frames = {k: v for k, v in frames.items() if k not in drop}
         store.append_segment("clips", frames=frames, row={"name": f"clip{c}", "source": "synthetic", "fps": fps})
     store.close()
     return Path(url)

@@ -6,8 +6,8 @@ test that trains."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +157,10 @@ def test_cli_amp_trains_and_resumes(session, expert_url: Path, tmp_path: Path, m
     import mimicdata_trainers.amp.run as run_module
     from mimicdata_cli.train import app
 
-    monkeypatch.setattr(run_module, "prepare", lambda store, cfg: session)  # reuse the compiled session
+    def reuse(store: str, cfg):  # the compiled session, with the CLI's step budget
+        return dataclasses.replace(session, config=session.config.replace(train={"total_steps": cfg.train.total_steps}))
+
+    monkeypatch.setattr(run_module, "prepare", reuse)
     out = tmp_path / "cli"
     args = ["amp", "--store", str(expert_url), "--out", str(out), "--total-steps", "32", "--cpu"]
     first = CliRunner().invoke(app, args)
@@ -165,7 +168,6 @@ def test_cli_amp_trains_and_resumes(session, expert_url: Path, tmp_path: Path, m
     assert "compiling" in first.output and first.output.count("\niter") == 2
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "error:" in again.output and "--resume" in again.output
-    shutil.rmtree(out / "tensorboard")
     resumed = CliRunner().invoke(app, [*args[:-2], "48", "--cpu", "--resume"])
     assert resumed.exit_code == 0 and "resumed from amp_ppo_000002.npz" in resumed.output
 
@@ -180,8 +182,12 @@ def test_unusable_expert_store_gives_one_clear_error(kind: str, message: str, tm
     from mimicdata_cli.train import app
 
     url = tmp_path / "expert.zarr"
-    if kind == "fields":
-        write_expert_store(url, clips=(20,), drop=("body_pos",))
+    if kind == "fields":  # joint motion only: no body positions for the key bodies
+        store = md.create(url, robot="g1_29dof", fps=50)
+        store.add_stream("frames", fields={"qpos": {"dtype": "float32", "shape": ["qpos"]},
+                                           "qvel": {"dtype": "float32", "shape": ["qvel"]}})
+        store["frames"].append({"qpos": np.zeros((20, 36), np.float32), "qvel": np.zeros((20, 35), np.float32)})
+        store.close()
     elif kind == "robot":
         write_expert_store(url, robot="g1_23dof", clips=(20,))
     elif kind == "short":

@@ -225,10 +225,14 @@ def make_train(config: Config, env: Any, num_devices: int | None = None) -> Trai
         return jax.lax.scan(lambda s, _: update(s, expert), state, None, length=iterations)
 
     if axis:
-        pinit = jax.pmap(init, axis_name=axis, in_axes=(None, None))
+        # pmap needs one mapped argument: the device index (init derives per-device keys itself)
+        index = jnp.arange(devices)
+        pinit = jax.pmap(lambda _, rng, expert: init(rng, expert), axis_name=axis, in_axes=(0, None, None))
+        ptrain = jax.pmap(lambda _, rng, expert, n: train(rng, expert, n), axis_name=axis,
+                          in_axes=(0, None, None), static_broadcasted_argnums=3)
         pupdate = jax.pmap(update, axis_name=axis, in_axes=(0, None))
-        ptrain = jax.pmap(train, axis_name=axis, in_axes=(None, None, None), static_broadcasted_argnums=2)
-        return Trainer(config, env, devices, pinit, pupdate, ptrain)
+        return Trainer(config, env, devices, lambda rng, expert: pinit(index, rng, expert), pupdate,
+                       lambda rng, expert, n: ptrain(index, rng, expert, n))
     return Trainer(config, env, devices, jax.jit(init), jax.jit(update),
                    jax.jit(train, static_argnums=2))
 
