@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]
             groups: dict[str, list[np.ndarray]] = {"state": [], "policy": []}
             for key in sorted(k for k in npz.files if "/" in k):
                 groups[key.split("/")[0]].append(npz[key])
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptStoreError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
     return meta, groups
 

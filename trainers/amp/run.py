@@ -97,7 +97,9 @@ def run(session: Session, out_dir: str | Path, *, seed: int = 0, resume: bool = 
         if same(start_meta["config"]) != same(config.to_dict()):
             raise ValidationError(f"{last}: was trained with another configuration; resume with the same --config")
         template = jax.eval_shape(trainer.init, jax.random.PRNGKey(seed), session.expert)
-        state = jax.device_put(checkpoint.restore(template, groups["state"], "train state"))
+        state = checkpoint.restore(template, groups["state"], "train state")
+        if trainer.num_devices == 1:  # committed, as init's output is: an uncommitted input recompiles update
+            state = jax.device_put(state, jax.devices()[0])
         seed = int(start_meta["seed"])
         log(f"resumed from {last.name} at iteration {start_meta['iteration']}")
     else:
