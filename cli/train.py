@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from mimicdata_cli._common import fail_on_error
+from mimicdata_cli.train_amp import register as register_amp
 from mimicdata_cli.train_cmg import app as cmg_app
 
 app = typer.Typer(
@@ -138,6 +139,7 @@ def gains(
 
 
 app.add_typer(cmg_app, name="cmg")
+register_amp(app)  # amp, eval
 
 if __name__ == "__main__":
     app()

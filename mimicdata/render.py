@@ -107,8 +107,17 @@ def render_clip(url: str | Path, clip: int = 0, out: str | Path = "clip.mp4", *,
     ``progress(done, total)`` is called as frames are rendered. There is no time limit: stop a
     render with Ctrl-C. Raises :class:`RenderError` when the video cannot be written.
     """
-    out = Path(out)
     qpos, body_pos, body_names, fps, robot = load_clip(url, clip, frames)
+    return render_frames(qpos, body_pos, body_names, robot, fps, out, width=width, height=height, backend=backend,
+                         filmstrip_frames=filmstrip_frames, progress=progress)
+
+
+def render_frames(qpos: np.ndarray, body_pos: np.ndarray, body_names: list[str], robot: str, fps: float,
+                  out: str | Path, *, width: int = 640, height: int = 480, backend: str = "auto",
+                  filmstrip_frames: int = 8, progress: Callable[[int, int], None] | None = None) -> RenderResult:
+    """Render model qpos frames (T, nq) of `robot` to `out` as :func:`render_clip` does (any motion:
+    a clip, a policy rollout); `body_pos` (T, bodies, 3) and `body_names` feed the filmstrip fallback."""
+    out = Path(out)
     failures = []
     if backend != "filmstrip":
         candidates = [backend] if backend != "auto" else (
