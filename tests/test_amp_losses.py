@@ -131,7 +131,8 @@ def test_two_devices_average_gradients_and_stay_in_sync(tmp_path: Path) -> None:
                           "envs_differ": not np.array_equal(state.env_state.pos[0], state.env_state.pos[1]),
                           "finite": all(bool(np.isfinite(np.asarray(v)).all()) for v in metrics.values())}))
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", script, str(REPO / "tests")], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,7 +14,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from mimicdata.errors import CorruptStoreError, ValidationError
+from mimicdata.errors import CorruptStoreError, MimicDataError, ValidationError
+
+
+class CheckpointNotFoundError(MimicDataError, FileNotFoundError):
+    """No checkpoint where one was asked for (a path, or a run folder to resume)."""
 
 BEST = "amp_ppo_best.npz"
 _INTERVAL = re.compile(r"amp_ppo_(\d{6,})\.npz$")
@@ -41,7 +45,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]
     """(meta, {"state": leaves, "policy": leaves}); one clear error for a missing or damaged file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointNotFoundError(f"checkpoint {path} does not exist")
     try:
         with np.load(path) as npz:
             meta = json.loads(bytes(npz["meta"]).decode())

@@ -23,6 +23,7 @@ from mimicdata_trainers.amp.config import DiscObsConfig, EnvConfig
 from mimicdata_trainers.amp.features import feature_size, frame_features, quat_to_mat
 from mimicdata_trainers.g1_config import g1_actuator_config
 
+from mimicdata.errors import ConfigError
 from mimicdata.robots import g1, mjcf_path
 
 FOOT_BODIES = ("left_ankle_roll_link", "right_ankle_roll_link")
@@ -125,7 +126,7 @@ class SteeringEnv:
         self.act_ids = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, j) for j in act.joint_names])
         missing = [b for b in cfg.key_bodies if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, b) < 0]
         if missing:
-            raise ValueError(f"env.key_bodies: {missing} are not bodies of the G1 model")
+            raise ConfigError(f"env.key_bodies: {missing} are not bodies of the G1 model")
         self.key_ids = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, b) for b in cfg.key_bodies])
         qpos0 = np.zeros(m.nq)
         qpos0[:7] = [0, 0, g1.STANDING_PELVIS_HEIGHT, 1, 0, 0, 0]

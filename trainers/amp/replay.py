@@ -11,6 +11,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mimicdata.errors import ValidationError
+
 
 class ReplayState(NamedTuple):
     data: jax.Array  # (capacity, size)
@@ -28,7 +30,7 @@ def insert(state: ReplayState, rows: jax.Array) -> ReplayState:
     capacity = state.data.shape[0]
     n = rows.shape[0]
     if n > capacity:
-        raise ValueError(f"replay insert of {n} rows into a buffer of {capacity}")
+        raise ValidationError(f"replay insert of {n} rows into a buffer of {capacity}")
     index = (state.insert_at + jnp.arange(n)) % capacity
     return ReplayState(data=state.data.at[index].set(rows), insert_at=(state.insert_at + n) % capacity,
                        count=jnp.minimum(state.count + n, capacity))

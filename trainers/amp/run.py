@@ -91,7 +91,7 @@ def run(session: Session, out_dir: str | Path, *, seed: int = 0, resume: bool = 
     if resume:
         last = checkpoint.newest_interval(out_dir) if out_dir.is_dir() else None
         if last is None:
-            raise FileNotFoundError(f"{out_dir}: no checkpoint to resume from")
+            raise checkpoint.CheckpointNotFoundError(f"{out_dir}: no checkpoint to resume from")
         start_meta, groups = checkpoint.read(last)
         same = lambda doc: {k: v for k, v in doc.items() if k != "train"}  # noqa: E731
         if same(start_meta["config"]) != same(config.to_dict()):

@@ -37,6 +37,8 @@ from mimicdata_trainers.amp.networks import (
     value,
 )
 
+from mimicdata.errors import ConfigError
+
 AXIS = "devices"
 
 
@@ -95,12 +97,12 @@ def make_train(config: Config, env: Any, num_devices: int | None = None) -> Trai
     ppo, amp = config.ppo, config.amp
     devices = jax.local_device_count() if num_devices is None else num_devices
     if ppo.num_envs % devices:
-        raise ValueError(f"ppo.num_envs ({ppo.num_envs}) must be divisible by the {devices} devices")
+        raise ConfigError(f"ppo.num_envs ({ppo.num_envs}) must be divisible by the {devices} devices")
     envs = ppo.num_envs // devices
     batch = envs * ppo.rollout_steps
     minibatch = batch // ppo.minibatches
     if batch % ppo.minibatches:
-        raise ValueError(f"the {batch} samples per device must split into {ppo.minibatches} minibatches")
+        raise ConfigError(f"the {batch} samples per device must split into {ppo.minibatches} minibatches")
     insert_rows = max(1, min(amp.replay_insert // devices, batch))  # at most one rollout per iteration
     disc_batch = max(1, amp.disc_minibatch // devices)
     axis = AXIS if devices > 1 else None
