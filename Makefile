@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/python -m pip
 PIPFLAGS = --disable-pip-version-check -q -c constraints.txt
+# pytest workers; each test file runs whole in one worker (module-scoped fixtures such as the compiled MJX
+# session stay shared)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint clean
 
@@ -25,7 +28,7 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

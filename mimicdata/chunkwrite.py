@@ -27,7 +27,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import numpy as np
@@ -190,7 +190,11 @@ def run_all(fn: Callable[[T], R], items: Iterable[T], *, parallel: bool = True) 
     todo = list(items)
     if len(todo) <= 1 or not parallel:
         return [fn(x) for x in todo]
-    return list(pool().map(fn, todo))
+    futures = [pool().submit(fn, x) for x in todo]
+    # Wait for every task before raising: a caller that cleans up after an error (a full disk, say)
+    # must not race writes still in flight, which would recreate the folders it removed.
+    wait(futures)
+    return [f.result() for f in futures]
 
 
 # ------------------------------------------------------------------------------------------ store IO
