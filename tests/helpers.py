@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -59,3 +61,22 @@ def cmg_frames(n: int, joints: int = 29) -> dict[str, np.ndarray]:
     return {"dof_pos": np.sin(t * 0.1 + np.arange(joints)).astype(np.float32),
             "dof_vel": np.cos(t * 0.1 + np.arange(joints)).astype(np.float32),
             "commands": np.tile(np.array([[0.5, 0.0, 0.1]], np.float32), (n, 1))}
+
+
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[dict]:
+    """A moto S3 server on 127.0.0.1 (a free port) holding ``bucket``; yields fsspec ``storage_options``."""
+    from moto import server as moto_server
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                     region_name="us-east-1").create_bucket(Bucket=bucket)
+        yield {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    finally:
+        server.stop()

@@ -8,25 +8,17 @@ import numpy as np
 import pytest
 
 import mimicdata as md
+from tests.helpers import moto_s3
 from tests.test_windows import coded_store
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="train")
-    yield options
-    server.stop()
+    with moto_s3("train") as options:
+        yield options
 
 
 def test_s3_batches_match_local(s3: dict, tmp_path) -> None:
