@@ -34,6 +34,7 @@ from zarr.core.sync import sync
 
 import mimicdata as md
 import mimicdata.stream as stream_module
+from mimicdata.batch_check import normalise_batch
 from mimicdata.codecs import codecs_for
 
 META = "mimicdata"
@@ -76,7 +77,7 @@ class PreviousAppend:
 
     def __call__(self, values: dict[str, np.ndarray]) -> None:
         s = self.s
-        data, n, _ = s._normalise(values)
+        data, n, _ = normalise_batch(s, values)
         start, stop = s.committed_rows, s.committed_rows + n
         present = list(s.meta.get("fields_present", []))
         arrays = {}
@@ -121,7 +122,7 @@ class PreviousAppend:
 
 def zarr_append(stream: md.Stream) -> Callable[[dict[str, np.ndarray]], None]:
     def append(values: dict[str, np.ndarray]) -> None:
-        data, n, _ = stream._normalise(values)
+        data, n, _ = normalise_batch(stream, values)
         start, stop = stream.committed_rows, stream.committed_rows + n
         present = list(stream.meta.get("fields_present", []))
         for name, v in data.items():

@@ -21,8 +21,9 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
+from mimicdata.batch_check import normalise_batch
 from mimicdata.chunkwrite import ChunkCodec, json_bytes, put, read_many, read_rows, run_all
-from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound, round_mantissa
+from mimicdata.codecs import chunk_rows_for, codecs_for, relative_error_bound
 from mimicdata.errors import CorruptStoreError, ReadOnlyError, ValidationError, storage_error
 from mimicdata.pushdown import still_sorted
 from mimicdata.schema import FieldSpec, StreamSpec
@@ -253,79 +254,6 @@ class Stream:
         if self.store.closed:
             raise ReadOnlyError(f"{self.store.location}: store is closed")
 
-    def _normalise(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, dict[str, list[str]]]:
-        """Check a batch against the schema; returns storage-dtype arrays, the row count, new categories."""
-        if not isinstance(batch, Mapping) or not batch:
-            raise ValidationError(f"{self.name}: a batch is a non-empty mapping of field name -> array")
-        where = f"{self.store.location} {self.name}"
-        unknown = [k for k in batch if self.spec.field_for(k) is None]
-        if unknown:
-            raise ValidationError(f"{where}: unknown field(s) {unknown}; schema {self.schema} "
-                                  f"v{self.schema_version} has {sorted(self.spec.fields)}")
-        present = set(self.meta.get("fields_present", []))
-        required = {k for k, f in self.spec.fields.items() if f.required}
-        missing = sorted((required | (present if self.committed_rows else set())) - set(batch))
-        if missing:
-            raise ValidationError(f"{where}: missing field(s) {missing}")
-        if self.committed_rows and set(batch) - present:
-            raise ValidationError(f"{where}: field(s) {sorted(set(batch) - present)} were absent from the "
-                                  f"first {self.committed_rows} rows; a field is present from the first row or never")
-        lengths = {k: len(np.asarray(v) if not np.isscalar(v) else [v]) for k, v in batch.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValidationError(f"{where}: fields have different numbers of rows: {lengths}")
-        n = next(iter(lengths.values()))
-        cats = {k: list(v) for k, v in self.meta.get("categories", {}).items()}
-        dims = self.dims
-        out: dict[str, np.ndarray] = {}
-        for name, value in batch.items():
-            spec = self.spec.field_for(name)
-            assert spec is not None
-            arr = np.asarray(value)
-            if spec.dtype == "string":
-                out[name] = self._encode_strings(name, arr, cats)
-                continue
-            for dim, size in zip(spec.shape, arr.shape[1:], strict=False):
-                if isinstance(dim, str) and dim not in dims:
-                    dims[dim] = int(size)  # a free dimension is fixed by the first batch that has it
-            expected = spec.resolve(dims)
-            if expected is None or arr.shape[1:] != expected:
-                shown = "x".join(f"{d}" for d in spec.shape) or "scalar"
-                raise ValidationError(f"{where}.{name}: expected shape (rows, {shown}) = (rows, "
-                                      f"{', '.join(map(str, expected or ()))}), got {arr.shape}")
-            target = spec.storage_dtype
-            if arr.dtype != target:
-                if not np.can_cast(arr.dtype, target, casting="same_kind"):
-                    raise ValidationError(f"{where}.{name}: dtype {arr.dtype} cannot be stored as {target}")
-                arr = arr.astype(target)
-            if target.kind == "f" and not spec.allow_nan:
-                bad = ~np.isfinite(arr)
-                if bad.any():
-                    row = int(np.argwhere(bad)[0][0])
-                    raise ValidationError(f"{where}.{name}: row {row} of the batch holds NaN/Inf "
-                                          f"(the field does not allow non-finite values)")
-            bits = self.meta.get("lossy", {}).get(name)
-            if bits:
-                arr = round_mantissa(arr, int(bits))
-            out[name] = np.ascontiguousarray(arr)
-        self.meta["dims"] = dims
-        new_cats = {k: v for k, v in cats.items() if v != self.meta.get("categories", {}).get(k)}
-        return out, n, new_cats
-
-    def _encode_strings(self, name: str, arr: np.ndarray, cats: dict[str, list[str]]) -> np.ndarray:
-        if arr.ndim != 1:
-            raise ValidationError(f"{self.name}.{name}: string field takes one string per row, got shape {arr.shape}")
-        table = cats.setdefault(name, [])
-        lookup = {s: i for i, s in enumerate(table)}
-        codes = np.empty(len(arr), np.int32)
-        for i, value in enumerate(arr.tolist()):
-            if not isinstance(value, str):
-                raise ValidationError(f"{self.name}.{name}: row {i} is {type(value).__name__}, not a string")
-            if value not in lookup:
-                lookup[value] = len(table)
-                table.append(value)
-            codes[i] = lookup[value]
-        return codes
-
     def _create_array(self, name: str, spec: FieldSpec, shape: tuple[int, ...]) -> zarr.Array:
         dtype = spec.storage_dtype
         row_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -354,7 +282,7 @@ class Stream:
         """
         self._require_writable()
         with self.store._write_guard:
-            data, n, new_cats = self._normalise(batch)
+            data, n, new_cats = normalise_batch(self, batch)
             if n == 0:
                 return 0
             start, stop = self.committed_rows, self.committed_rows + n
