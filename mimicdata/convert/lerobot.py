@@ -33,7 +33,6 @@ import io
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,6 +56,7 @@ from mimicdata.errors import (
     StoreExistsError,
     ValidationError,
 )
+from mimicdata.progress import progress_printer
 
 __all__ = ["convert", "detect", "export"]
 IMPORT_ATTR = "lerobot_import"
@@ -74,23 +74,6 @@ def detect(path: str | Path) -> bool:
 def _pool() -> ThreadPoolExecutor:
     # PNG coding releases the GIL in Pillow, so threads use every core.
     return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
-
-
-def progress_printer(progress: bool | Callable[[str], None], total: int, what: str) -> Callable[[str], None]:
-    """A one-line-per-step progress bar on stderr (or the caller's callback, or nothing)."""
-    if callable(progress):
-        return progress
-    if not progress:
-        return lambda _msg: None
-    done = [0]
-
-    def show(msg: str) -> None:
-        done[0] += 1
-        filled = int(24 * min(done[0], total) / max(total, 1))
-        print(f"[{'#' * filled}{'-' * (24 - filled)}] {min(done[0], total)}/{total} {what} {msg}",
-              file=sys.stderr, flush=True)
-
-    return show
 
 
 # ---------------------------------------------------------------------------------------- metadata

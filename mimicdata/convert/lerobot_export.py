@@ -102,7 +102,7 @@ def export(store_path: str | Path, out_dir: str | Path, *, repo_id: str, overwri
            video: bool | None = None, video_codec: str = "libsvtav1", crf: int = 23,
            progress: bool | Callable[[str], None] = False) -> ConvertReport:
     """Write an episodes store as a LeRobot v3.0 dataset directory (see the module doc)."""
-    from mimicdata.convert.lerobot import progress_printer
+    from mimicdata.progress import progress_printer
 
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id must look like 'owner/name', got {repo_id!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from mimicdata.motion.io import SUFFIXES, detect_format
 from mimicdata.motion.mapping import KEYPOINTS
+from mimicdata.progress import progress_printer
 from mimicdata.retarget.clip import (
     ClipResult,
     ClipSpec,
@@ -142,7 +142,7 @@ def retarget_to_store(inputs: Sequence[str | Path] | Sequence[ClipSpec], out: st
     store = md.create(out, schema="expert_trajectory", robot=settings.output_robot, fps=settings.fps,
                       overwrite=overwrite, attrs={**(attrs or {}), **run_attrs})
     add_quality_stream(store)
-    writer = _OrderedWriter(store, clip_specs, report, _progress_printer(progress, len(clip_specs)))
+    writer = _OrderedWriter(store, clip_specs, report, progress_printer(progress, len(clip_specs)))
     t0 = time.perf_counter()
     try:
         if workers == 0 and scheduler is None:
@@ -385,23 +385,6 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _progress_printer(progress: bool | Callable[[str], None], total: int) -> Callable[[str], None]:
-    if callable(progress):
-        return progress
-    if not progress:
-        return lambda _msg: None
-    done = [0]
-
-    def show(msg: str) -> None:
-        done[0] += 1
-        width = 24
-        filled = int(width * min(done[0], total) / total)
-        bar = "#" * filled + "-" * (width - filled)
-        print(f"[{bar}] {min(done[0], total)}/{total} {msg}", file=sys.stderr, flush=True)
-
-    return show
 
 
 def _settings_doc(settings: RetargetSettings) -> dict[str, Any]:
